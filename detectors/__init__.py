@@ -1,0 +1,1 @@
+"""Online per-user behaviour models that score feature windows and raise alerts."""

@@ -1,0 +1,1 @@
+"""Alert delivery: SIEM topic, Slack, PagerDuty, webhooks, JSONL."""

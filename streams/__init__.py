@@ -1,0 +1,1 @@
+"""Stream processing: raw input batches become keystroke and mouse feature windows."""

@@ -90,13 +90,15 @@ def numeric_column(cols: dict[str, Any], stream: str, name: str, length: int | N
             "ragged_columns", f"column {stream}.{name} has {len(values)} values, expected {length}"
         )
     try:
-        array = np.asarray(values, dtype=np.float64)
+        array = np.asarray(values)
     except (TypeError, ValueError):
-        raise ContractError("wrong_type", f"column {stream}.{name} must hold only numbers") from None
-    if array.ndim != 1:
+        raise ContractError("wrong_type", f"column {stream}.{name} must be a flat list of numbers") from None
+    # Inferring the dtype (rather than forcing float) keeps numeric strings, nulls and nested lists out.
+    if array.ndim != 1 or (array.size and array.dtype.kind not in "iuf"):
         raise ContractError("wrong_type", f"column {stream}.{name} must be a flat list of numbers")
+    array = array.astype(np.float64, copy=False)
     if array.size and not np.isfinite(array).all():
-        raise ContractError("bad_value", f"column {stream}.{name} holds a null, NaN or infinite value")
+        raise ContractError("bad_value", f"column {stream}.{name} holds a NaN or infinite value")
     return array
 
 

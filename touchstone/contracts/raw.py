@@ -3,7 +3,7 @@
 Events are columnar (one list per attribute) because mouse moves are most of the
 volume and columns keep the JSON small and decode straight into numpy arrays.
 Event times ``t`` are milliseconds on the collector's monotonic clock, counted from
-the session start; ``wall``/``mono`` anchor each batch to the wall clock, so the
+the session start, at microsecond resolution; ``wall``/``mono`` anchor each batch to the wall clock, so the
 capture time of an event is ``wall - (mono - t)`` in epoch milliseconds.
 See ``docs/contracts.md`` for examples.
 """
@@ -130,13 +130,27 @@ class Limits:
     max_bytes: int = 1_000_000
 
 
+def _compact(values: np.ndarray) -> np.ndarray:
+    """Whole numbers as integers, others to microseconds/micropixels: shorter JSON, same behaviour."""
+    rounded = np.round(values, 3)
+    if rounded.size and np.abs(rounded).max() < 2**53 and (rounded == np.floor(rounded)).all():
+        return rounded.astype(np.int64)
+    return rounded
+
+
 def _key_columns(batch: RawBatch) -> dict[str, Any]:
-    return {"t": batch.keys.t, "d": batch.keys.down.astype(np.int8), "k": list(batch.keys.key)}
+    return {"t": _compact(batch.keys.t), "d": batch.keys.down.astype(np.int8), "k": list(batch.keys.key)}
 
 
 def _mouse_columns(batch: RawBatch) -> dict[str, Any]:
     m = batch.mouse
-    return {"t": m.t, "e": m.kind.astype(np.int8), "x": m.x, "y": m.y, "b": m.button.astype(np.int16)}
+    return {
+        "t": _compact(m.t),
+        "e": m.kind.astype(np.int8),
+        "x": _compact(m.x),
+        "y": _compact(m.y),
+        "b": m.button.astype(np.int16),
+    }
 
 
 def encode_raw(batch: RawBatch) -> bytes:
@@ -238,13 +252,23 @@ def decode_raw(data: bytes, limits: Limits = Limits()) -> RawBatch:
         raise ContractError("malformed", f"{type(exc).__name__}: {exc}") from None
 
 
+def _declared_events(doc: dict[str, Any]) -> int:
+    total = 0
+    for stream in ("keys", "mouse"):
+        cols = doc.get(stream)
+        if isinstance(cols, dict) and isinstance(cols.get("t"), list):
+            total += len(cols["t"])
+    return total
+
+
 def _decode_fields(doc: dict[str, Any], limits: Limits) -> RawBatch:
+    # Size first: an oversize batch is refused before any per-event work.
+    n_events = _declared_events(doc)
+    if n_events > limits.max_events:
+        raise ContractError("oversize", f"batch holds {n_events} events, limit {limits.max_events}")
     mono = field_float(doc, "mono", minimum=0.0, maximum=MAX_SESSION_MS, reason="absurd_timestamp")
     keys = _decode_keys(doc["keys"], mono) if "keys" in doc else KeyEvents()
     mouse = _decode_mouse(doc["mouse"], mono) if "mouse" in doc else MouseEvents()
-    n_events = len(keys) + len(mouse)
-    if n_events > limits.max_events:
-        raise ContractError("oversize", f"batch holds {n_events} events, limit {limits.max_events}")
     return RawBatch(
         session_id=field_str(doc, "session_id"),
         user=field_str(doc, "user"),

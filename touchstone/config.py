@@ -49,9 +49,7 @@ class Settings:
     keyed_secret_file: str = _doc(
         "File holding the deployment secret for `keyed` privacy mode (HMAC of key identity).", ""
     )
-    snapshot_key_file: str = _doc(
-        "File holding the key that authenticates detector model snapshots (HMAC-SHA256).", ""
-    )
+    snapshot_key_file: str = _doc("File holding the key that authenticates detector model snapshots (HMAC-SHA256).", "")
     key_window: int = _doc("Keystrokes per keystroke feature window.", 50)
     mouse_window: int = _doc("Mouse actions per mouse feature window.", 10)
     session_idle_s: float = _doc("Seconds without events after which a session is closed.", 300.0)
@@ -61,6 +59,7 @@ class Settings:
         "memory://",
     )
     metrics_port: int = _doc("Port of the Prometheus /metrics endpoint (0 = off).", 0)
+    metrics_host: str = _doc("Address the /metrics endpoint binds (0.0.0.0 in containers).", "127.0.0.1")
     log_level: str = _doc("Log level: DEBUG, INFO, WARNING, ERROR.", "INFO")
 
     def __post_init__(self) -> None:
@@ -92,8 +91,7 @@ class Settings:
         """(environment variable, type, default, doc) for every field."""
         hints = get_type_hints(cls)
         return [
-            (ENV_PREFIX + f.name.upper(), hints[f.name].__name__, f.default, f.metadata["doc"])
-            for f in fields(cls)
+            (ENV_PREFIX + f.name.upper(), hints[f.name].__name__, f.default, f.metadata["doc"]) for f in fields(cls)
         ]
 
 

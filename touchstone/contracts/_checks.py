@@ -86,9 +86,7 @@ def numeric_column(cols: dict[str, Any], stream: str, name: str, length: int | N
     if not isinstance(values, list):
         raise ContractError("wrong_type", f"column {stream}.{name} must be a list")
     if length is not None and len(values) != length:
-        raise ContractError(
-            "ragged_columns", f"column {stream}.{name} has {len(values)} values, expected {length}"
-        )
+        raise ContractError("ragged_columns", f"column {stream}.{name} has {len(values)} values, expected {length}")
     try:
         array = np.asarray(values)
     except (TypeError, ValueError):
@@ -109,9 +107,7 @@ def string_column(cols: dict[str, Any], stream: str, name: str, length: int) -> 
     if not isinstance(values, list):
         raise ContractError("wrong_type", f"column {stream}.{name} must be a list")
     if len(values) != length:
-        raise ContractError(
-            "ragged_columns", f"column {stream}.{name} has {len(values)} values, expected {length}"
-        )
+        raise ContractError("ragged_columns", f"column {stream}.{name} has {len(values)} values, expected {length}")
     for value in values:
         if not isinstance(value, str) or len(value) > 64:
             raise ContractError("wrong_type", f"column {stream}.{name} must hold strings of at most 64 characters")

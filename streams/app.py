@@ -1,0 +1,161 @@
+"""The Faust application: topics, tables, agents, timers — read top to bottom.
+
+Stage ``streams``: raw batches (key = session id) → :class:`RawProcessor` → feature
+windows (key = user) and dead letters. Stage ``detect`` (``touchstone.detectors.agent``):
+feature windows → detector engine → alerts. One worker runs both by default; more
+workers with the same app id share the partitions.
+
+Design choices around reported faust-streaming pitfalls: plain tables (no windowed
+tables), at-least-once processing with deterministic window and alert ids so
+downstream consumers de-duplicate, agent concurrency 1 so a partition's order holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import faust
+
+from touchstone.config import Settings
+from touchstone.contracts import encode_window
+from touchstone.contracts.deadletter import DeadLetter, encode_deadletter
+from touchstone.streams import metrics
+from touchstone.streams.processor import RawProcessor, idle_control_message
+from touchstone.streams.session import WindowerKit
+
+__all__ = ["STAGES", "create_app", "faust_broker_urls"]
+
+log = logging.getLogger(__name__)
+
+STAGES = ("streams", "detect")
+IDLE_SWEEP_S = 5.0
+
+
+def faust_broker_urls(bootstrap: str) -> list[str]:
+    return [f"kafka://{hostport.strip()}" for hostport in bootstrap.split(",") if hostport.strip()]
+
+
+def _store_url(settings: Settings) -> str:
+    if settings.store.startswith("rocksdb"):
+        try:
+            import rocksdict  # noqa: F401
+        except ImportError:
+            log.warning("rocksdict is not installed; falling back to the in-memory table store")
+            return "memory://"
+    return settings.store
+
+
+def create_app(
+    settings: Settings,
+    *,
+    app_id: str = "touchstone",
+    stages: Iterable[str] = STAGES,
+    kit: WindowerKit | None = None,
+    **faust_options: Any,
+) -> faust.App:
+    """A Faust app for the given stages; ``faust_options`` override Faust settings (tests use this)."""
+    stages = tuple(stages)
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        raise ValueError(f"unknown stage(s) {sorted(unknown)}; choose from {STAGES}")
+    options: dict[str, Any] = {
+        "broker": faust_broker_urls(settings.bootstrap),
+        "store": _store_url(settings),
+        "datadir": str(settings.state_path / "faust" / app_id),
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication,
+        "web_enabled": False,
+        "broker_commit_interval": 1.0,
+        "processing_guarantee": "at_least_once",
+        "producer_linger_ms": 5,
+        "stream_buffer_maxsize": 4096,
+    }
+    options.update(faust_options)
+    app = faust.App(app_id, **options)
+    raw_topic = app.topic(settings.topic_raw, key_type=bytes, value_type=bytes, value_serializer="raw")
+    features_topic = app.topic(settings.topic_features, key_type=bytes, value_type=bytes, value_serializer="raw")
+    dead_letters = app.topic(settings.topic_dead_letter, key_type=bytes, value_type=bytes, value_serializer="raw")
+    app.touchstone_settings = settings  # type: ignore[attr-defined]
+
+    async def dead_letter(stage: str, reason: str, detail: str, message: Any) -> None:
+        letter = DeadLetter(
+            stage=stage,
+            reason=reason,
+            detail=detail,
+            source_topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key if isinstance(message.key, bytes) else None,
+            value=message.value if isinstance(message.value, bytes) else repr(message.value).encode(),
+        )
+        await dead_letters.send(key=letter.key, value=encode_deadletter(letter))
+
+    app.touchstone_dead_letter = dead_letter  # type: ignore[attr-defined]
+
+    if "streams" in stages:
+        _add_streams_stage(app, settings, raw_topic, features_topic, dead_letter, kit)
+    if "detect" in stages:
+        from touchstone.detectors.agent import add_detect_stage
+
+        add_detect_stage(app, settings, features_topic, dead_letter)
+    return app
+
+
+def _add_streams_stage(
+    app: faust.App,
+    settings: Settings,
+    raw_topic: faust.TopicT,
+    features_topic: faust.TopicT,
+    dead_letter: Any,
+    kit: WindowerKit | None,
+) -> None:
+    sessions = app.Table(
+        "sessions",
+        default=None,
+        key_type=str,
+        value_type=bytes,
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+    processor = RawProcessor(settings, sessions, kit)
+    # Partition of each session's last batch, so the idle timer can reach it in-stream.
+    session_partition: dict[str, int] = {}
+
+    @app.agent(raw_topic, concurrency=1)
+    async def windows_from_raw(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            message = event.message
+            value = event.value
+            if not isinstance(value, bytes):
+                await dead_letter("streams", "wrong_type", "message value is not bytes", message)
+                continue
+            result = processor.process(value)
+            if result.reason is not None:
+                await dead_letter("streams", result.reason, result.detail, message)
+                continue
+            if result.session_id is not None:
+                if result.session_id in processor.last_seen:
+                    session_partition[result.session_id] = message.partition
+                else:
+                    session_partition.pop(result.session_id, None)
+            for window in result.windows:
+                await features_topic.send(key=window.user.encode(), value=encode_window(window))
+                metrics.WINDOWS_OUT.labels(window.modality).inc()
+            metrics.OPEN_SESSIONS.set(len(processor.last_seen))
+
+    @app.timer(IDLE_SWEEP_S)
+    async def sweep_idle_sessions() -> None:
+        now_ms = time.time() * 1000.0
+        for session_id in processor.idle_sessions(now_ms):
+            partition = session_partition.get(session_id)
+            if partition is None:
+                processor.last_seen.pop(session_id, None)
+                continue
+            # Bump the clock so a session is nominated once per sweep horizon, not every tick.
+            processor.last_seen[session_id] = now_ms
+            await raw_topic.send(key=session_id.encode(), value=idle_control_message(session_id), partition=partition)
+
+    app.touchstone_raw_processor = processor  # type: ignore[attr-defined]

@@ -1,0 +1,141 @@
+"""Raw bytes in, feature windows and dead letters out: the stream stage without Faust.
+
+:class:`RawProcessor` decodes, validates, de-duplicates and windows raw batches
+against a mapping of session states (a Faust table in the worker, a dict in tests
+and benchmarks). It never raises on bad input: it returns the dead letter instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+
+import orjson
+
+from touchstone.config import Settings
+from touchstone.contracts import FeatureWindow, Limits, decode_raw
+from touchstone.errors import ContractError
+from touchstone.streams import metrics
+from touchstone.streams.session import SessionState, WindowerKit
+
+__all__ = ["CONTROL_IDLE", "ProcessResult", "RawProcessor", "idle_control_message"]
+
+log = logging.getLogger(__name__)
+
+CONTROL_SCHEMA = "control/1"
+CONTROL_IDLE = "idle_check"
+
+
+def idle_control_message(session_id: str) -> bytes:
+    """Sent by the worker's idle timer into the session's own partition, so closing happens in-stream."""
+    return orjson.dumps({"schema": CONTROL_SCHEMA, "op": CONTROL_IDLE, "session_id": session_id})
+
+
+@dataclass(slots=True)
+class ProcessResult:
+    windows: list[FeatureWindow] = field(default_factory=list)
+    reason: str | None = None  # set when the message belongs in the dead-letter topic
+    detail: str = ""
+    session_id: str | None = None
+
+
+class RawProcessor:
+    """Session-state machine over raw messages; the state mapping holds orjson bytes per session id."""
+
+    def __init__(self, settings: Settings, states: MutableMapping[str, bytes], kit: WindowerKit | None = None) -> None:
+        self.settings = settings
+        self.states = states
+        self.kit = kit or WindowerKit.default(settings.key_window, settings.mouse_window)
+        self.limits = Limits(max_events=settings.max_batch_events, max_bytes=settings.max_message_bytes)
+        # Live objects for sessions whose stored bytes we wrote ourselves: saves a decode per batch.
+        # Keyed by session; valid only while the mapping still holds the very bytes object we stored.
+        self._live: dict[str, tuple[bytes, SessionState]] = {}
+        self.last_seen: dict[str, float] = {}
+
+    def _load(self, session_id: str) -> SessionState | None:
+        stored = self.states.get(session_id)
+        if stored is None:
+            self._live.pop(session_id, None)
+            return None
+        cached = self._live.get(session_id)
+        if cached is not None and cached[0] is stored:
+            return cached[1]
+        return SessionState.from_state(orjson.loads(stored), self.kit)
+
+    def _store(self, state: SessionState) -> None:
+        data = orjson.dumps(state.to_state(), option=orjson.OPT_SERIALIZE_NUMPY)
+        self.states[state.session_id] = data
+        self._live[state.session_id] = (data, state)
+
+    def _forget(self, session_id: str) -> None:
+        self._live.pop(session_id, None)
+        self.last_seen.pop(session_id, None)
+        if session_id in self.states:
+            del self.states[session_id]
+
+    def process(self, value: bytes, now_ms: float | None = None) -> ProcessResult:
+        started = time.perf_counter()
+        try:
+            if value[:40].find(b'"control/1"') >= 0:
+                return self._control(value, now_ms)
+            try:
+                batch = decode_raw(value, self.limits)
+            except ContractError as err:
+                metrics.DEAD_LETTERS.labels("streams", err.reason).inc()
+                return ProcessResult(reason=err.reason, detail=err.detail)
+            state = self._load(batch.session_id)
+            if state is None:
+                state = SessionState.open(batch, self.kit)
+            elif state.user != batch.user:
+                # A session id is bound to one user; a different user means a forged or broken collector.
+                metrics.DEAD_LETTERS.labels("streams", "identity_mismatch").inc()
+                return ProcessResult(
+                    reason="identity_mismatch",
+                    detail=f"session {batch.session_id} belongs to {state.user!r}, batch claims {batch.user!r}",
+                )
+            before = state.counters.as_dict()
+            windows = state.accept(batch, now_ms)
+            self._count(before, state)
+            self.last_seen[batch.session_id] = time.time() * 1000.0
+            self._store(state)
+            return ProcessResult(windows=windows, session_id=batch.session_id)
+        except Exception as exc:  # a bug in feature code must not stop the worker: keep the message
+            log.exception("raw batch processing failed")
+            metrics.DEAD_LETTERS.labels("streams", "processing_error").inc()
+            return ProcessResult(reason="processing_error", detail=f"{type(exc).__name__}: {exc}")
+        finally:
+            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    def _count(self, before: dict[str, int], state: SessionState) -> None:
+        after = state.counters.as_dict()
+        metrics.BATCHES_IN.inc(after["batches"] - before["batches"])
+        metrics.DUPLICATES.inc(after["duplicates"] - before["duplicates"])
+        metrics.GAPS.inc(after["gaps"] - before["gaps"])
+        metrics.REGRESSIONS.inc(after["regressions"] - before["regressions"])
+
+    def _control(self, value: bytes, now_ms: float | None) -> ProcessResult:
+        doc = orjson.loads(value)
+        session_id = doc.get("session_id")
+        state = self._load(session_id) if isinstance(session_id, str) else None
+        if state is None:
+            return ProcessResult()
+        idle_for = (time.time() * 1000.0 if now_ms is None else now_ms) - state.last_seen_wall
+        if not state.ended and idle_for < self.settings.session_idle_s * 1000.0:
+            return ProcessResult()
+        windows = [] if state.ended else state.close_idle(now_ms)
+        self._forget(session_id)
+        return ProcessResult(windows=windows, session_id=session_id)
+
+    def idle_sessions(self, now_ms: float | None = None) -> list[str]:
+        """Sessions this worker last saw longer ago than the idle timeout (by its own clock)."""
+        now = time.time() * 1000.0 if now_ms is None else now_ms
+        horizon = self.settings.session_idle_s * 1000.0
+        return [sid for sid, seen in self.last_seen.items() if now - seen >= horizon]
+
+    def end_finished(self, session_id: str) -> None:
+        """Drop the state of a session that ended (after its final windows went out)."""
+        state = self._load(session_id)
+        if state is not None and state.ended:
+            self._forget(session_id)

@@ -37,6 +37,9 @@ class Settings:
     topic_features: str = _doc("Topic of feature windows, keyed by user.", "touchstone.features")
     topic_alerts: str = _doc("Topic of alerts produced by detectors.", "touchstone.alerts")
     topic_siem: str = _doc("Topic of alerts in SIEM format (ECS JSON).", "touchstone.siem")
+    topic_risk: str = _doc(
+        "Topic of per-window session risk updates (live views, dashboards); not alerts.", "touchstone.risk"
+    )
     topic_dead_letter: str = _doc(
         "Dead-letter topic: undecodable input and undeliverable alerts, with reasons.",
         "touchstone.deadletter",
@@ -80,6 +83,7 @@ class Settings:
             self.topic_features,
             self.topic_alerts,
             self.topic_siem,
+            self.topic_risk,
             self.topic_dead_letter,
         ]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -69,11 +70,14 @@ def create_app(
         "topic_replication_factor": settings.replication,
         "web_enabled": False,
         "broker_commit_interval": 1.0,
+        "broker_session_timeout": settings.group_session_timeout_s,
+        "broker_heartbeat_interval": min(3.0, settings.group_session_timeout_s / 4),
         "processing_guarantee": "at_least_once",
         "producer_linger_ms": 5,
         "stream_buffer_maxsize": 4096,
     }
     options.update(faust_options)
+    Path(options["datadir"]).mkdir(parents=True, exist_ok=True)
     app = faust.App(app_id, **options)
     raw_topic = app.topic(settings.topic_raw, key_type=bytes, value_type=bytes, value_serializer="raw")
     features_topic = app.topic(settings.topic_features, key_type=bytes, value_type=bytes, value_serializer="raw")
@@ -116,8 +120,7 @@ def _add_streams_stage(
         "sessions",
         default=None,
         key_type=str,
-        value_type=bytes,
-        value_serializer="raw",
+        value_type=bytes,  # Faust picks the raw codec for bytes: we store orjson ourselves
         partitions=settings.partitions,
     )
     processor = RawProcessor(settings, sessions, kit)

@@ -61,7 +61,7 @@ class WindowerKit:
 
         return cls(
             new_keys=lambda: KeystrokeWindower(window=key_window),
-            new_mouse=lambda: MouseWindower(window=mouse_window),
+            new_mouse=lambda: MouseWindower(window_actions=mouse_window),
             load_keys=KeystrokeWindower.from_state,
             load_mouse=MouseWindower.from_state,
         )

@@ -56,6 +56,10 @@ class Settings:
     key_window: int = _doc("Keystrokes per keystroke feature window.", 50)
     mouse_window: int = _doc("Mouse actions per mouse feature window.", 10)
     session_idle_s: float = _doc("Seconds without events after which a session is closed.", 300.0)
+    group_session_timeout_s: float = _doc(
+        "Seconds before a silent worker's partitions are handed to the others (Kafka group session timeout).",
+        30.0,
+    )
     state_dir: str = _doc("Directory for local state (worker tables, collector spool).", ".run")
     store: str = _doc(
         "Faust table store: rocksdb:// for production, memory:// for tests and the demo.",
@@ -86,6 +90,10 @@ class Settings:
             self.topic_risk,
             self.topic_dead_letter,
         ]
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that makes :func:`load_settings` in a child process return these settings."""
+        return {ENV_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

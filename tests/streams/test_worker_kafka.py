@@ -58,7 +58,9 @@ def session_batches(session: int, n_batches: int, seed: int) -> list[RawBatch]:
                 session_start=START,
                 wall=START + mono,
                 mono=mono,
-                keys=KeyEvents(t=np.asarray(kt)[order], down=np.asarray(down)[order], key=tuple(np.asarray(keys)[order])),
+                keys=KeyEvents(
+                    t=np.asarray(kt)[order], down=np.asarray(down)[order], key=tuple(np.asarray(keys)[order])
+                ),
                 mouse=MouseEvents(
                     t=np.asarray(mt),
                     kind=np.asarray(kinds, np.int8),
@@ -131,8 +133,11 @@ def test_worker_windows_equal_in_process_windows_and_hostile_input_is_dead_lette
         produce_values(producer, settings.topic_raw, mixed)
         producer.flush(30)
         got = consume(
-            settings.bootstrap, [settings.topic_features], until=lambda r: len(by_window_id(r)) >= len(expected),
-            timeout_s=120, abort=lambda: not worker.alive(),
+            settings.bootstrap,
+            [settings.topic_features],
+            until=lambda r: len(by_window_id(r)) >= len(expected),
+            timeout_s=120,
+            abort=lambda: not worker.alive(),
         )
         letters = consume(settings.bootstrap, [settings.topic_dead_letter], until=lambda r: len(r) >= 4, timeout_s=30)
     finally:
@@ -157,14 +162,22 @@ def test_sigkill_of_one_worker_loses_and_duplicates_nothing(stream_settings, tmp
         half = len(batches) // 2
         produce_batches(producer, settings.topic_raw, batches[:half])
         producer.flush(30)
-        consume(settings.bootstrap, [settings.topic_features], until=lambda r: len(r) >= len(expected) // 4,
-                timeout_s=120, abort=lambda: not first.alive())
+        consume(
+            settings.bootstrap,
+            [settings.topic_features],
+            until=lambda r: len(r) >= len(expected) // 4,
+            timeout_s=120,
+            abort=lambda: not first.alive(),
+        )
         first.kill()
         produce_batches(producer, settings.topic_raw, batches[half:])
         producer.flush(30)
         got = consume(
-            settings.bootstrap, [settings.topic_features], until=lambda r: len(by_window_id(r)) >= len(expected),
-            timeout_s=180, abort=lambda: not second.alive(),
+            settings.bootstrap,
+            [settings.topic_features],
+            until=lambda r: len(by_window_id(r)) >= len(expected),
+            timeout_s=180,
+            abort=lambda: not second.alive(),
         )
         time.sleep(1)
     finally:

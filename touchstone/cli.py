@@ -43,9 +43,9 @@ def _mount_optional() -> None:
     except ImportError as exc:  # pragma: no cover - only while a stage is being built
         logging.getLogger(__name__).debug("collector commands unavailable: %s", exc)
     try:
-        from touchstone.sinks.cli import sinks_command
+        from touchstone.sinks.cli import sinks_app
 
-        app.command("sinks", help="Deliver alerts to the SIEM topic, Slack, PagerDuty, webhooks.")(sinks_command)
+        app.add_typer(sinks_app, name="sinks")
     except ImportError as exc:  # pragma: no cover
         logging.getLogger(__name__).debug("sink commands unavailable: %s", exc)
 

@@ -197,12 +197,15 @@ def run_demo(
                 f"enrolment: {events:,} events in {enrol_s:.1f} s ({events / enrol_s:,.0f} events/s end to end), "
                 f"{board.updates:,} windows scored"
             )
+            # Live capture times start now, however long enrolment took.
+            live_start_ms = time.time() * 1000.0
+            board.takeover_wall_ms = live_start_ms + takeover_at * 1000.0
             board.start_live()
             report = DemoReport(agents, board.takeover_wall_ms, "", enrolment_events=events, enrolment_seconds=enrol_s)
             live_started = time.monotonic()
             live_events = 0
             with board.show(console, enabled=live):
-                for batch, truth in fleet.iter_labelled(duration_s, realtime=True):
+                for batch, truth in fleet.iter_labelled(duration_s, realtime=True, start_ms=live_start_ms):
                     produce_batches(producer, settings.topic_raw, [batch])
                     live_events += batch.n_events
                     board.published(batch, truth)

@@ -10,7 +10,7 @@ import typer
 
 from touchstone.config import load_settings
 from touchstone.errors import TouchstoneError
-from touchstone.kafka.broker import DEFAULT_DATA_DIR, BrokerStatus, LocalBroker
+from touchstone.kafka.broker import DEFAULT_DATA_DIR, BrokerStatus, LocalBroker, kafka_version, resolve_jars
 from touchstone.kafka.topics import ensure_topics
 
 __all__ = ["kafka_app"]
@@ -40,6 +40,16 @@ def _show(status: BrokerStatus) -> None:
 def _fail(exc: TouchstoneError) -> typer.Exit:
     typer.echo(f"error: {exc}", err=True)
     return typer.Exit(2)
+
+
+@kafka_app.command()
+def resolve(force: Annotated[bool, typer.Option(help="Copy the jars again even if current.")] = False) -> None:
+    """Resolve the Kafka jars from Maven Central (cached; no-op when deploy/kafka/pom.xml is unchanged)."""
+    try:
+        lib = resolve_jars(force=force)
+    except TouchstoneError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"kafka {kafka_version(lib) or '?'} jars in {lib}")
 
 
 @kafka_app.command()

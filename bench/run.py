@@ -1,0 +1,344 @@
+"""``make bench``: speed figures from one run on the real broker, printed as one JSON report.
+
+Every figure in a report comes from the same run on the same machine, so ratios
+(pipeline / ceiling, 2 workers / 1 worker) compare like with like on a noisy host.
+
+- ``in_process``: the feature and scoring code alone (no Kafka): the ceiling of the work.
+- ``bare_consume``: a confluent-kafka consume + orjson decode loop on the same raw topic:
+  the ceiling of the transport.
+- ``pipeline``: raw batches → Faust workers (streams + detect) → risk updates and alerts,
+  for 1 and 2 worker processes; events/s from first produce to last window scored.
+- ``latency``: event-to-decision latency at a steady real-time load (capture time of a
+  window's last event → the detector's risk update for it, and → alert when one fires).
+- ``realtime_agents``: the largest simulated fleet one worker keeps up with in real time
+  with p99 latency under 1 s (stepped loads).
+- ``memory``: stream state per open session and detector state per user profile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from rich.console import Console
+
+from touchstone.config import Settings
+from touchstone.contracts import encode_raw
+from touchstone.detectors.engine import DetectorEngine, EngineConfig
+from touchstone.detectors.factory import build_scorers
+from touchstone.kafka import LocalBroker, ensure_topics, free_port, is_reachable
+from touchstone.kafka.io import consume, make_producer, produce_values
+from touchstone.procs import ManagedProcess, start_touchstone
+from touchstone.streams.processor import RawProcessor
+
+__all__ = ["run_bench"]
+
+log = logging.getLogger(__name__)
+console = Console(stderr=True)
+
+Encoded = list[tuple[bytes, bytes, float, int]]  # key, value, wall (ms), events
+
+
+def _workload(agents: int, duration_s: float, sessions: int, seed: int) -> Encoded:
+    from touchstone.collectors.simulate import Fleet
+
+    fleet = Fleet(agents, seed=seed, start_ms=time.time() * 1000.0)
+    return [
+        (b.session_id.encode(), encode_raw(b), b.wall, b.n_events)
+        for b in fleet.history(duration_s, sessions=sessions, gap_s=30.0)
+    ]
+
+
+def _events(work: Encoded) -> int:
+    return sum(n for *_, n in work)
+
+
+def _in_process(settings: Settings, work: Encoded) -> dict[str, Any]:
+    """Features alone, then features + scoring, on the same encoded batches."""
+    processor = RawProcessor(settings, {})
+    started = time.perf_counter()
+    windows = []
+    for _, value, _, _ in work:
+        windows.extend(processor.process(value, now_ms=0.0).windows)
+    features_s = time.perf_counter() - started
+    state_sizes = [len(v) for v in processor.states.values()]
+
+    engine = DetectorEngine(build_scorers(settings), EngineConfig.from_settings(settings), snapshot_key=b"b" * 32)
+    started = time.perf_counter()
+    for window in windows:
+        engine.process(window, now_ms=window.end)
+    scoring_s = time.perf_counter() - started
+    checkpoint = engine.checkpoint()
+    users = max(1, len(engine.users()))
+    events = _events(work)
+    return {
+        "events": events,
+        "batches": len(work),
+        "windows": len(windows),
+        "features_events_per_s": round(events / features_s),
+        "scoring_windows_per_s": round(len(windows) / scoring_s),
+        "features_and_scoring_events_per_s": round(events / (features_s + scoring_s)),
+        "_state_sizes": state_sizes,
+        "_profile_bytes": len(checkpoint) / users,
+        "_users": users,
+    }
+
+
+def _bare_consume(settings: Settings, work: Encoded) -> dict[str, Any]:
+    topic = settings.topic_raw
+    started = time.perf_counter()
+    events = 0
+
+    def decoded(records: list[Any]) -> bool:
+        return len(records) >= len(work)
+
+    records = consume(settings.bootstrap, [topic], until=decoded, timeout_s=300)
+    for record in records:
+        doc = orjson.loads(record.value)
+        events += len(doc.get("mouse", {}).get("t", ())) + len(doc.get("keys", {}).get("t", ()))
+    elapsed = time.perf_counter() - started
+    return {"events": events, "seconds": round(elapsed, 3), "events_per_s": round(events / elapsed)}
+
+
+def _fresh_topics(settings: Settings, tag: str) -> Settings:
+    names = {
+        f.name: f"{getattr(settings, f.name)}.bench-{tag}" for f in fields(Settings) if f.name.startswith("topic_")
+    }
+    fresh = settings.replace(**names)
+    ensure_topics(fresh)
+    return fresh
+
+
+def _start_workers(settings: Settings, count: int, app_id: str, log_dir: Path) -> list[ManagedProcess]:
+    return [
+        start_touchstone(f"{app_id}-{i}", ["worker", "--app-id", app_id, "--log-level", "warning"], settings, log_dir)
+        for i in range(count)
+    ]
+
+
+def _count_until(settings: Settings, topic: str, target: int, procs: list[ManagedProcess], timeout_s: float) -> float:
+    """Seconds until ``target`` messages are on ``topic`` (or the timeout); -1 if a worker died."""
+    started = time.perf_counter()
+    consume(
+        settings.bootstrap,
+        [topic],
+        until=lambda r: len(r) >= target,
+        timeout_s=timeout_s,
+        abort=lambda: not all(p.alive() for p in procs),
+    )
+    if not all(p.alive() for p in procs):
+        return -1.0
+    return time.perf_counter() - started
+
+
+def _pipeline(settings: Settings, work: Encoded, windows: int, workers: int, log_dir: Path) -> dict[str, Any]:
+    tag = f"p{workers}-{uuid.uuid4().hex[:6]}"
+    run = _fresh_topics(settings, tag)
+    procs = _start_workers(run, workers, f"bench-{tag}", log_dir)
+    try:
+        warmup = _workload(4, 20.0, 1, seed=99)
+        warm_windows = _in_process(run, warmup)["windows"]
+        producer = make_producer(run.bootstrap)
+        produce_values(producer, run.topic_raw, ((k, v) for k, v, _, _ in warmup))
+        producer.flush(30)
+        if _count_until(run, run.topic_risk, warm_windows, procs, 180) < 0:
+            return {"error": "a worker died during warm-up", "log": procs[0].log_tail(20)}
+        started = time.perf_counter()
+        produce_values(producer, run.topic_raw, ((k, v) for k, v, _, _ in work))
+        producer.flush(60)
+        produced_s = time.perf_counter() - started
+        waited = _count_until(run, run.topic_risk, warm_windows + windows, procs, 900)
+        if waited < 0:
+            return {"error": "a worker died", "log": "\n".join(p.log_tail(20) for p in procs)}
+        elapsed = time.perf_counter() - started
+        events = _events(work)
+        return {
+            "workers": workers,
+            "events": events,
+            "windows": windows,
+            "seconds": round(elapsed, 3),
+            "produce_seconds": round(produced_s, 3),
+            "events_per_s": round(events / elapsed),
+            "windows_per_s": round(windows / elapsed),
+        }
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+def _paced(work: Encoded, settings: Settings, speed: float = 1.0) -> float:
+    """Publish ``work`` at its capture times (real time); returns the worst lag behind schedule in s."""
+    producer = make_producer(settings.bootstrap, **{"linger.ms": 2})
+    origin_wall = work[0][2]
+    origin = time.time() * 1000.0
+    worst = 0.0
+    for key, value, wall, _ in work:
+        due = origin + (wall - origin_wall) / speed
+        delay = (due - time.time() * 1000.0) / 1000.0
+        if delay > 0:
+            time.sleep(delay)
+        else:
+            worst = max(worst, -delay)
+        produce_values(producer, settings.topic_raw, [(key, value)])
+    producer.flush(60)
+    return worst
+
+
+def _live_workload(agents: int, duration_s: float, seed: int) -> Encoded:
+    from touchstone.collectors.simulate import Fleet
+
+    fleet = Fleet(agents, seed=seed, start_ms=time.time() * 1000.0 + 5000.0, stagger_s=1.0)
+    return [(b.session_id.encode(), encode_raw(b), b.wall, b.n_events) for b in fleet.iter_batches(duration_s)]
+
+
+def _shift(work: Encoded, start_ms: float) -> Encoded:
+    """Re-anchor pre-generated batches so their capture times start at ``start_ms`` (real time)."""
+    offset = start_ms - work[0][2]
+    shifted = []
+    for key, value, wall, n in work:
+        doc = orjson.loads(value)
+        doc["session_start"] += offset
+        doc["wall"] += offset
+        shifted.append((key, orjson.dumps(doc), wall + offset, n))
+    return shifted
+
+
+def _latencies(settings: Settings, since_ms: float) -> list[float]:
+    records = consume(settings.bootstrap, [settings.topic_risk], idle_s=3.0, timeout_s=120)
+    out = []
+    for record in records:
+        doc = orjson.loads(record.value)
+        if doc["event_time"] >= since_ms:
+            out.append(record.timestamp_ms - doc["event_time"])
+    return out
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    arr = np.asarray(values)
+    return {
+        "n": int(arr.size),
+        "p50_ms": round(float(np.percentile(arr, 50)), 1),
+        "p99_ms": round(float(np.percentile(arr, 99)), 1),
+        "max_ms": round(float(arr.max()), 1),
+    }
+
+
+def _realtime_step(settings: Settings, agents: int, duration_s: float, log_dir: Path, enrol: Encoded) -> dict:
+    tag = f"rt{agents}-{uuid.uuid4().hex[:6]}"
+    run = _fresh_topics(settings, tag)
+    procs = _start_workers(run, 1, f"bench-{tag}", log_dir)
+    try:
+        console.print(f"[dim]  {agents} agents: generating {duration_s:.0f} s of behaviour …[/]")
+        work = _live_workload(agents, duration_s, seed=agents)
+        producer = make_producer(run.bootstrap)
+        produce_values(producer, run.topic_raw, ((k, v) for k, v, _, _ in enrol))
+        producer.flush(60)
+        enrol_windows = _in_process(run, enrol)["windows"]
+        if _count_until(run, run.topic_risk, enrol_windows, procs, 300) < 0:
+            return {"agents": agents, "error": "worker died during enrolment"}
+        start_ms = time.time() * 1000.0 + 500.0
+        work = _shift(work, start_ms)
+        behind_s = _paced(work, run)
+        lat = _percentiles(_latencies(run, start_ms))
+        events = _events(work)
+        return {
+            "agents": agents,
+            "seconds": duration_s,
+            "events": events,
+            "events_per_s": round(events / duration_s),
+            "publisher_behind_s": round(behind_s, 3),
+            "latency": lat,
+            "sustained": bool(lat.get("n")) and lat.get("p99_ms", 1e9) < 1000.0 and behind_s < 1.0,
+        }
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+@contextlib.contextmanager
+def _broker(settings: Settings) -> Iterator[Settings]:
+    if is_reachable(settings.bootstrap):
+        yield settings
+        return
+    broker = LocalBroker(
+        port=free_port(), controller_port=free_port(), data_dir=Path(settings.state_dir) / "bench-kafka"
+    )
+    broker.start(wait=True, timeout=120)
+    try:
+        yield settings.replace(bootstrap=broker.bootstrap)
+    finally:
+        broker.stop()
+
+
+def run_bench(settings: Settings, *, quick: bool = False) -> dict[str, Any]:
+    agents, duration = (20, 120.0) if quick else (60, 300.0)
+    steps = [50, 200] if quick else [250, 500, 1000, 2000, 3000]
+    live_s = 15.0 if quick else 30.0
+    log_dir = Path(settings.state_dir) / "bench" / uuid.uuid4().hex[:6]
+    report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "quick": quick}}
+    with _broker(settings.replace(state_dir=str(log_dir))) as base:
+        console.print(f"[bold]bench[/]: workload {agents} agents × {duration:.0f} s × 2 sessions")
+        work = _workload(agents, duration, 2, seed=1)
+        inproc = _in_process(base, work)
+        sizes = inproc.pop("_state_sizes")
+        report["memory"] = {
+            "session_state_bytes_mean": round(statistics.fmean(sizes)) if sizes else 0,
+            "session_state_bytes_max": max(sizes, default=0),
+            "user_profile_bytes": round(inproc.pop("_profile_bytes")),
+            "users": inproc.pop("_users"),
+        }
+        report["in_process"] = inproc
+        console.print(f"  in-process: {inproc}")
+
+        raw = _fresh_topics(base, "bare-" + uuid.uuid4().hex[:6])
+        producer = make_producer(raw.bootstrap)
+        produce_values(producer, raw.topic_raw, ((k, v) for k, v, _, _ in work))
+        producer.flush(60)
+        report["bare_consume"] = _bare_consume(raw, work)
+        console.print(f"  bare consume + decode: {report['bare_consume']}")
+
+        pipeline = {}
+        for workers in (1, 2):
+            console.print(f"  pipeline with {workers} worker(s) …")
+            pipeline[str(workers)] = _pipeline(base, work, inproc["windows"], workers, log_dir)
+            console.print(f"    {pipeline[str(workers)]}")
+        report["pipeline"] = pipeline
+        one = pipeline["1"].get("events_per_s")
+        two = pipeline["2"].get("events_per_s")
+        bare = report["bare_consume"]["events_per_s"]
+        report["ratios"] = {
+            "pipeline_1_worker_vs_bare_consume": round(one / bare, 3) if one else None,
+            "pipeline_1_worker_vs_in_process": round(one / inproc["features_and_scoring_events_per_s"], 3)
+            if one
+            else None,
+            "scaling_2_vs_1_workers": round(two / one, 3) if one and two else None,
+        }
+
+        enrol = _workload(min(steps), 120.0, 1, seed=5)
+        realtime = []
+        for count in steps:
+            console.print(f"  real time: {count} agents for {live_s:.0f} s …")
+            step = _realtime_step(base, count, live_s, log_dir, enrol)
+            realtime.append(step)
+            console.print(f"    {step}")
+            if not step.get("sustained"):
+                break
+        report["realtime"] = realtime
+        sustained = [s["agents"] for s in realtime if s.get("sustained")]
+        report["realtime_agents_per_worker"] = max(sustained, default=0)
+        first = next((s for s in realtime if s.get("sustained")), realtime[0] if realtime else None)
+        report["latency"] = first["latency"] if first else {}
+    report["logs"] = str(log_dir)
+    return report

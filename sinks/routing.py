@@ -9,7 +9,7 @@ A routes file (YAML, or the same structure as a dict) names sinks — each a ``t
       delivery: {max_attempts: 5, timeout_s: 10}
     sinks:
       siem:   {type: siem, format: ecs}
-      team:   {type: slack, url_env: TOUCHSTONE_SLACK_URL, siem_link: "https://siem/s/{session_id}"}
+      team:   {type: slack, url_env: SLACK_WEBHOOK_URL, siem_link: "https://siem/s/{session_id}"}
       pager:  {type: pagerduty, routing_key_file: /run/secrets/pd_key}
     routes:
       - {name: record, sinks: [siem]}

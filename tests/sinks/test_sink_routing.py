@@ -197,9 +197,9 @@ def test_the_example_routes_file_is_valid(tmp_path):
     key_file.write_text("k")
     text = EXAMPLE.read_text().replace("/run/secrets/touchstone_pagerduty_routing_key", str(key_file))
     env = {
-        "TOUCHSTONE_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/X",
-        "TOUCHSTONE_CASES_WEBHOOK_URL": "https://cases.example/hook",
-        "TOUCHSTONE_CASES_SIGNING_SECRET": "s3cret",
+        "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/X",
+        "CASES_WEBHOOK_URL": "https://cases.example/hook",
+        "CASES_SIGNING_SECRET": "s3cret",
     }
     config = load_routes(text, env=env)
     assert set(config.sinks) == {"siem", "team-channel", "on-call", "case-system", "local-log"}

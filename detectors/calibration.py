@@ -15,6 +15,15 @@ is where impostors land). Log e-values add up over windows, so a session's evide
 is a sum, and a threshold of ``log(c)`` nats has a false-alarm rate of about ``1/c`` per
 window for the owner. Memory is bounded by ``capacity`` (8 bytes a score, twice); old scores leave as new ones
 arrive, so the calibration follows a slowly drifting profile.
+
+Beyond the largest stored score the conformal p-value stops at ``1/(n+1)``, which
+with a young profile (tens of scores) caps what a window far outside the owner's range
+can say. There the calibrator extrapolates the upper tail (peaks over threshold: a
+generalised Pareto excess distribution of fixed shape 0.5, heavier than exponential, its
+scale matched to the mean excess of the top tenth of the stored scores) and takes the
+smaller of the two p-values, never below :data:`TAIL_FLOOR_N` scores' worth of resolution. Each
+window's evidence stays capped at what a full calibrator (``capacity`` scores) could give,
+so one window alone still raises no alert level.
 """
 
 from __future__ import annotations
@@ -28,6 +37,12 @@ __all__ = ["ScoreCalibrator", "evidence", "max_evidence"]
 
 # Below this -log(p) the closed form loses precision to cancellation; its series is used instead.
 _SERIES_BELOW = 1e-4
+# The tail is extrapolated only from this many stored scores on, from the top tenth but at least this many.
+TAIL_MIN_SCORES = 20
+TAIL_MIN_EXCESSES = 5
+# Smallest p-value the tail may give, as if the calibrator held this many scores.
+TAIL_FLOOR_N = 1_000_000
+TAIL_SHAPE = 0.5
 
 
 def evidence(p_value: float, kappa_max: float = 0.5) -> float:
@@ -115,8 +130,26 @@ class ScoreCalibrator:
         """Conformal p-value of ``score``: small when it is higher than the user's genuine scores."""
         if math.isnan(score):
             raise ValueError("score must not be NaN")
-        at_least = len(self._sorted) - bisect.bisect_left(self._sorted, score)
-        return (at_least + 1) / (len(self._sorted) + 1)
+        n = len(self._sorted)
+        at_least = n - bisect.bisect_left(self._sorted, score)
+        conformal = (at_least + 1) / (n + 1)
+        if at_least or n < TAIL_MIN_SCORES:
+            return conformal
+        return min(conformal, self._tail_p_value(score))
+
+    def _tail_p_value(self, score: float) -> float:
+        """Exponential peaks-over-threshold estimate of P(genuine >= score) beyond the largest stored score."""
+        n = len(self._sorted)
+        m = max(TAIL_MIN_EXCESSES, n // 10)
+        threshold = self._sorted[n - m - 1]
+        mean_excess = sum(self._sorted[n - m :]) / m - threshold
+        if not mean_excess > 0.0:
+            return 1.0
+        # Generalised Pareto excesses with shape TAIL_SHAPE (heavier than exponential): an owner whose
+        # scores drift past their history is not mistaken for a stranger as quickly.
+        z = (score - threshold) / (mean_excess * (1.0 - TAIL_SHAPE))
+        p = (m / (n + 1)) * (1.0 + TAIL_SHAPE * z) ** (-1.0 / TAIL_SHAPE)
+        return max(p, 1.0 / (TAIL_FLOOR_N + 1))
 
     def quantile(self, score: float) -> float:
         """Fraction of stored genuine scores strictly below ``score`` (0 when empty)."""
@@ -127,8 +160,12 @@ class ScoreCalibrator:
         return bisect.bisect_left(self._sorted, score) / len(self._sorted)
 
     def evidence(self, score: float) -> float:
-        """Log e-value (nats) of ``score`` against the hypothesis that the owner produced it."""
-        return evidence(self.p_value(score), self.kappa_max)
+        """Log e-value (nats) of ``score`` against the hypothesis that the owner produced it.
+
+        Capped at what a full calibrator can give (``max_evidence(capacity)``), however far out the tail goes.
+        """
+        cap = evidence(1.0 / (self.capacity + 1), self.kappa_max)
+        return min(evidence(self.p_value(score), self.kappa_max), cap)
 
     # Pickled as the ring alone (8 bytes a score); the sorted copy is rebuilt on load.
     def __getstate__(self) -> dict[str, Any]:

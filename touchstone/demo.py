@@ -139,12 +139,13 @@ def run_demo(
     settings: Settings,
     *,
     agents: int = 50,
-    duration_s: float = 90.0,
+    duration_s: float = 240.0,
     workers: int = 1,
     live: bool = True,
-    history_s: float = 240.0,
-    history_sessions: int = 2,
-    seed: int = 7,
+    history_s: float = 420.0,
+    history_sessions: int = 3,
+    takeover_at_s: float = 60.0,
+    seed: int = 8,
 ) -> int:
     """Run the demo; returns 0 when the impostor was caught, 1 otherwise."""
     from touchstone.collectors.simulate import Fleet, Takeover
@@ -169,7 +170,7 @@ def run_demo(
     with _broker(settings, console, run_dir) as bootstrap:
         settings = settings.replace(bootstrap=bootstrap, state_dir=str(run_dir / "state"), **topics)
         ensure_topics(settings)
-        takeover_at = duration_s / 3.0
+        takeover_at = min(takeover_at_s, duration_s / 2.0)
         fleet = Fleet(agents, seed=seed, takeovers=[Takeover(VICTIM, takeover_at, f"outsider-{run_id}")])
         board = LiveBoard(victim=VICTIM, takeover_wall_ms=fleet.start_ms + takeover_at * 1000.0)
         watcher = _Watcher(settings, board)

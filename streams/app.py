@@ -75,6 +75,9 @@ def create_app(
         "processing_guarantee": "at_least_once",
         "producer_linger_ms": 5,
         "stream_buffer_maxsize": 4096,
+        # Held (un-acked) detector events are redelivered after a restart by design; waiting for them
+        # at shutdown would only stall the stop.
+        "stream_wait_empty": False,
     }
     options.update(faust_options)
     Path(options["datadir"]).mkdir(parents=True, exist_ok=True)

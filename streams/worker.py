@@ -26,4 +26,6 @@ def run_worker(
     app = create_app(settings, app_id=app_id, stages=stages)
     serve_metrics(settings.metrics_port, host=settings.metrics_host)
     log.info("worker %s: stages %s on %s", app_id, ",".join(stages), settings.bootstrap)
+    # Faust warns each time its changelog buffer passes 100 messages; that is flow control, not a fault.
+    logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
     faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -26,7 +26,7 @@ from rich.console import Console
 from touchstone.config import Settings
 from touchstone.contracts import Level, decode_alert
 from touchstone.demo_view import LiveBoard
-from touchstone.kafka import LocalBroker, ensure_topics, is_reachable
+from touchstone.kafka import LocalBroker, consumer_lag, ensure_topics, is_reachable
 from touchstone.kafka.io import make_producer, produce_batches
 from touchstone.procs import ManagedProcess, start_touchstone
 
@@ -68,6 +68,13 @@ def _broker(settings: Settings, console: Console, run_dir: Path) -> Iterator[str
     finally:
         console.print("[dim]Kafka: stopping the broker we started[/]")
         broker.stop()
+
+
+def _quiet_librdkafka() -> logging.Logger:
+    """librdkafka's own log, kept to errors: a broker still loading says so and is retried."""
+    quiet = logging.getLogger("touchstone.demo.librdkafka")
+    quiet.setLevel(logging.ERROR)
+    return quiet
 
 
 def _routes_file(run_dir: Path) -> Path:
@@ -125,14 +132,18 @@ class _Watcher(threading.Thread):
             consumer.close()
 
 
-def _wait_settled(board: LiveBoard, quiet_s: float, timeout_s: float, procs: list[ManagedProcess]) -> None:
+def _wait_settled(
+    board: LiveBoard, settings: Settings, app_id: str, quiet_s: float, timeout_s: float, procs: list[ManagedProcess]
+) -> None:
+    """Until the workers have consumed every raw batch and no risk update came for ``quiet_s``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not all(p.alive() for p in procs):
             raise RuntimeError("a pipeline process died:\n" + "\n".join(p.log_tail(15) for p in procs if not p.alive()))
-        if board.updates and time.monotonic() - board.last_update_monotonic > quiet_s:
+        quiet = time.monotonic() - board.last_update_monotonic > quiet_s
+        if board.updates and quiet and consumer_lag(settings.bootstrap, app_id, settings.topic_raw) == 0:
             return
-        time.sleep(0.5)
+        time.sleep(1.0)
 
 
 def run_demo(
@@ -175,9 +186,10 @@ def run_demo(
         board = LiveBoard(victim=VICTIM, takeover_wall_ms=fleet.start_ms + takeover_at * 1000.0)
         watcher = _Watcher(settings, board)
         try:
-            procs = _start_processes(settings, run_dir, workers, f"touchstone-demo-{run_id}")
+            app_id = f"touchstone-demo-{run_id}"
+            procs = _start_processes(settings, run_dir, workers, app_id)
             watcher.start()
-            producer = make_producer(bootstrap)
+            producer = make_producer(bootstrap, logger=_quiet_librdkafka())
             console.rule("[bold]Touchstone demo")
             console.print(
                 f"{agents} agents, {workers} worker(s); enrolment from {history_sessions}×{history_s:.0f} s of past "
@@ -192,7 +204,7 @@ def run_demo(
                     events += batch.n_events
                 producer.flush(60)
             with console.status("enrolment: workers learning every agent's profile …"):
-                _wait_settled(board, quiet_s=4.0, timeout_s=600.0, procs=procs)
+                _wait_settled(board, settings, app_id, quiet_s=5.0, timeout_s=900.0, procs=procs)
             enrol_s = time.monotonic() - started
             console.print(
                 f"enrolment: {events:,} events in {enrol_s:.1f} s ({events / enrol_s:,.0f} events/s end to end), "
@@ -213,9 +225,10 @@ def run_demo(
                     if not all(p.alive() for p in procs):
                         raise RuntimeError("a pipeline process died; see its log in " + str(run_dir))
                 producer.flush(30)
-                _wait_settled(board, quiet_s=3.0, timeout_s=60.0, procs=procs)
+                _wait_settled(board, settings, app_id, quiet_s=3.0, timeout_s=120.0, procs=procs)
             report.live_events = live_events
             report.live_seconds = time.monotonic() - live_started
+            del producer  # its connections close before the broker stops
             return _summarise(console, board, report)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted: stopping the pipeline[/]")

@@ -1,0 +1,274 @@
+"""Per-session batching of captured events into ``raw/1`` batches, by count and by time.
+
+The batcher is plain and single-threaded: the collector's sender thread feeds it events
+(monotonic nanoseconds at capture) and asks it for batches. It owns the session identity
+(user, host, session id, collector version, privacy mode) and the sequence numbers, and
+anchors every batch to the wall clock (``wall``/``mono``), so the pipeline can place events in
+real time and tell an idle session (heartbeats keep coming) from a dead collector (they stop).
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+import touchstone
+from touchstone.contracts import PRIVACY_MODES, KeyEvents, MouseEvents, MouseKind, RawBatch
+
+__all__ = ["COLLECTOR_VERSION", "BatchPolicy", "Session", "Batcher", "default_user", "default_host"]
+
+log = logging.getLogger(__name__)
+
+COLLECTOR_VERSION = f"touchstone-collector/{touchstone.__version__}"
+_NS_PER_MS = 1_000_000
+# raw/1 keeps mouse.b within +-10000 (it holds the scroll amount for SCROLL events).
+_MAX_BUTTON_VALUE = 10_000
+
+
+def default_user() -> str:
+    """The OS login of this process: the agent id when none is configured."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (containers)
+        return "unknown"
+
+
+def default_host() -> str:
+    return socket.gethostname() or "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPolicy:
+    """When to cut a batch: ``max_events`` events, the oldest pending event ``max_interval_s`` old,
+    or (idle) a heartbeat ``heartbeat_s`` after the last batch."""
+
+    max_events: int = 200
+    max_interval_s: float = 0.25
+    heartbeat_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.max_events < 1:
+            raise ValueError(f"max_events must be at least 1, got {self.max_events}")
+        if not self.max_interval_s > 0 or not self.heartbeat_s > 0:
+            raise ValueError("max_interval_s and heartbeat_s must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    session_id: str
+    user: str
+    host: str
+    privacy: str
+    collector: str
+    start_ns: int  # monotonic clock at session start
+    start_wall_ms: float  # epoch ms at the same instant
+
+
+class _Columns:
+    """Pending events of one batch as Python lists (cheap appends, one numpy conversion per batch)."""
+
+    __slots__ = ("key_down", "key_t", "key_token", "mouse_button", "mouse_kind", "mouse_t", "mouse_x", "mouse_y")
+
+    def __init__(self) -> None:
+        self.key_t: list[float] = []
+        self.key_down: list[bool] = []
+        self.key_token: list[str] = []
+        self.mouse_t: list[float] = []
+        self.mouse_kind: list[int] = []
+        self.mouse_x: list[float] = []
+        self.mouse_y: list[float] = []
+        self.mouse_button: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.key_t) + len(self.mouse_t)
+
+    def keys(self) -> KeyEvents:
+        if not self.key_t:
+            return KeyEvents()
+        return KeyEvents(
+            t=np.asarray(self.key_t, dtype=np.float64),
+            down=np.asarray(self.key_down, dtype=bool),
+            key=tuple(self.key_token),
+        )
+
+    def mouse(self) -> MouseEvents:
+        if not self.mouse_t:
+            return MouseEvents()
+        return MouseEvents(
+            t=np.asarray(self.mouse_t, dtype=np.float64),
+            kind=np.asarray(self.mouse_kind, dtype=np.int8),
+            x=np.asarray(self.mouse_x, dtype=np.float64),
+            y=np.asarray(self.mouse_y, dtype=np.float64),
+            button=np.asarray(self.mouse_button, dtype=np.int16),
+        )
+
+
+class Batcher:
+    """Cuts one session's events into :class:`RawBatch` es.
+
+    ``add_key``/``add_mouse`` return a batch when the count bound is reached; :meth:`poll`
+    returns one when the time bound or the heartbeat is due; :meth:`end` closes the session.
+
+    >>> clock = iter(range(0, 10**12, 10**6)).__next__   # 1 ms per call
+    >>> b = Batcher(user="ann", host="ws1", privacy="timing", mono_ns=clock, wall_ns=lambda: 1.7e18)
+    >>> b.add_key(clock(), True, "L.home") is None
+    True
+    >>> batch = b.end()
+    >>> (batch.seq, batch.end, len(batch.keys))
+    (0, True, 1)
+    """
+
+    def __init__(
+        self,
+        *,
+        user: str,
+        host: str,
+        privacy: str,
+        policy: BatchPolicy = BatchPolicy(),
+        collector: str = COLLECTOR_VERSION,
+        mono_ns: Callable[[], int] = time.monotonic_ns,
+        wall_ns: Callable[[], float] = time.time_ns,
+    ) -> None:
+        if privacy not in PRIVACY_MODES:
+            raise ValueError(f"privacy must be one of {sorted(PRIVACY_MODES)}, got {privacy!r}")
+        if not user or not host:
+            raise ValueError("user and host must not be empty")
+        self.policy = policy
+        self._mono_ns = mono_ns
+        self._wall_ns = wall_ns
+        self._collector = collector
+        self._privacy = privacy
+        self._host = host
+        self.reordered = 0  # events whose capture time went backwards within a stream (clamped)
+        self._session = self._new_session(user)
+
+    # --- identity ---
+
+    @property
+    def session(self) -> Session:
+        return self._session
+
+    def _new_session(self, user: str) -> Session:
+        start_ns = self._mono_ns()
+        session = Session(
+            session_id=str(uuid.uuid4()),
+            user=user,
+            host=self._host,
+            privacy=self._privacy,
+            collector=self._collector,
+            start_ns=start_ns,
+            start_wall_ms=self._wall_ns() / _NS_PER_MS,
+        )
+        self._seq = 0
+        self._pending = _Columns()
+        self._oldest_pending_ns: int | None = None
+        self._last_batch_ns = start_ns
+        self._last_key_t = 0.0
+        self._last_mouse_t = 0.0
+        log.info("session %s started for user %r on %s (%s)", session.session_id, user, self._host, self._privacy)
+        return session
+
+    def switch_user(self, user: str) -> RawBatch:
+        """End the current session (returns its ``end`` batch) and start a new one for ``user``."""
+        final = self.end()
+        self._session = self._new_session(user)
+        return final
+
+    # --- events ---
+
+    def _session_ms(self, t_ns: int) -> float:
+        return max(0.0, (t_ns - self._session.start_ns) / _NS_PER_MS)
+
+    def _note_pending(self, t_ns: int) -> RawBatch | None:
+        if self._oldest_pending_ns is None:
+            self._oldest_pending_ns = t_ns
+        if len(self._pending) >= self.policy.max_events:
+            return self._cut()
+        return None
+
+    def add_key(self, t_ns: int, down: bool, token: str) -> RawBatch | None:
+        t = self._session_ms(t_ns)
+        if t < self._last_key_t:
+            self.reordered += 1
+            t = self._last_key_t
+        self._last_key_t = t
+        p = self._pending
+        p.key_t.append(t)
+        p.key_down.append(down)
+        p.key_token.append(token)
+        return self._note_pending(t_ns)
+
+    def add_mouse(self, t_ns: int, kind: int, x: float, y: float, button: int = 0) -> RawBatch | None:
+        t = self._session_ms(t_ns)
+        if t < self._last_mouse_t:
+            self.reordered += 1
+            t = self._last_mouse_t
+        self._last_mouse_t = t
+        if kind == MouseKind.SCROLL:
+            button = max(-_MAX_BUTTON_VALUE, min(_MAX_BUTTON_VALUE, button))
+        p = self._pending
+        p.mouse_t.append(t)
+        p.mouse_kind.append(kind)
+        p.mouse_x.append(x)
+        p.mouse_y.append(y)
+        p.mouse_button.append(button)
+        return self._note_pending(t_ns)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    # --- cutting ---
+
+    def poll(self, now_ns: int | None = None) -> RawBatch | None:
+        """A batch when the oldest pending event reached the interval, a heartbeat when idle, else None."""
+        now_ns = self._mono_ns() if now_ns is None else now_ns
+        if self._oldest_pending_ns is not None:
+            if now_ns - self._oldest_pending_ns >= self.policy.max_interval_s * 1e9:
+                return self._cut()
+            return None
+        if now_ns - self._last_batch_ns >= self.policy.heartbeat_s * 1e9:
+            return self._cut(heartbeat=True)
+        return None
+
+    def flush(self) -> RawBatch | None:
+        """The pending events as a batch now, or None when there are none."""
+        return self._cut() if len(self._pending) else None
+
+    def end(self) -> RawBatch:
+        """The session's last batch (pending events included), marked ``end``."""
+        return self._cut(end=True)
+
+    def _cut(self, *, heartbeat: bool = False, end: bool = False) -> RawBatch:
+        # One anchor per batch: wall and mono read back to back, so capture_time() maps session ms to epoch ms.
+        now_ns = self._mono_ns()
+        wall_ms = self._wall_ns() / _NS_PER_MS
+        s = self._session
+        p = self._pending
+        batch = RawBatch(
+            session_id=s.session_id,
+            user=s.user,
+            host=s.host,
+            seq=self._seq,
+            collector=s.collector,
+            privacy=s.privacy,
+            session_start=s.start_wall_ms,
+            wall=wall_ms,
+            mono=max(self._session_ms(now_ns), self._last_key_t, self._last_mouse_t),
+            keys=p.keys(),
+            mouse=p.mouse(),
+            heartbeat=heartbeat and not len(p),
+            end=end,
+        )
+        self._seq += 1
+        self._pending = _Columns()
+        self._oldest_pending_ns = None
+        self._last_batch_ns = now_ns
+        return batch

@@ -74,11 +74,17 @@ _librdkafka_log.addFilter(_RepeatFilter())
 
 
 def producer_config(settings: Settings, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Producer settings for collectors: idempotent, acks=all, lz4 (cheapest CPU on the workstation)."""
+    """Producer settings for collectors: idempotent, acks=all, lz4 (cheapest CPU on the workstation).
+
+    ``murmur2_random`` is librdkafka's Java-compatible partitioner: a session id lands in the
+    partition the Java client, aiokafka and Faust would pick for it (librdkafka's default, CRC32-based
+    ``consistent_random``, would not), so any client can compute where a session's batches live.
+    """
     config: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap,
         "enable.idempotence": True,
         "acks": "all",
+        "partitioner": "murmur2_random",
         "compression.type": "lz4",
         "linger.ms": 20,
         "message.timeout.ms": 0,  # retry forever, in order; the spool bounds what is held

@@ -17,13 +17,11 @@ Every figure in a report comes from the same run on the same machine, so ratios
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import statistics
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,8 @@ from touchstone.config import Settings
 from touchstone.contracts import encode_raw
 from touchstone.detectors.engine import DetectorEngine, EngineConfig
 from touchstone.detectors.factory import build_scorers
-from touchstone.kafka import LocalBroker, ensure_topics, free_port, is_reachable
+from touchstone.kafka import ensure_topics
+from touchstone.kafka.ephemeral import broker_for_run
 from touchstone.kafka.io import consume, make_producer, produce_values
 from touchstone.procs import ManagedProcess, start_touchstone
 from touchstone.streams.processor import RawProcessor
@@ -267,28 +266,13 @@ def _realtime_step(settings: Settings, agents: int, duration_s: float, log_dir: 
             proc.stop()
 
 
-@contextlib.contextmanager
-def _broker(settings: Settings) -> Iterator[Settings]:
-    if is_reachable(settings.bootstrap):
-        yield settings
-        return
-    broker = LocalBroker(
-        port=free_port(), controller_port=free_port(), data_dir=Path(settings.state_dir) / "bench-kafka"
-    )
-    broker.start(wait=True, timeout=120)
-    try:
-        yield settings.replace(bootstrap=broker.bootstrap)
-    finally:
-        broker.stop()
-
-
 def run_bench(settings: Settings, *, quick: bool = False) -> dict[str, Any]:
     agents, duration = (20, 120.0) if quick else (60, 300.0)
     steps = [50, 200] if quick else [250, 500, 1000, 2000, 3000]
     live_s = 15.0 if quick else 30.0
     log_dir = Path(settings.state_dir) / "bench" / uuid.uuid4().hex[:6]
     report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "quick": quick}}
-    with _broker(settings.replace(state_dir=str(log_dir))) as base:
+    with broker_for_run(settings.replace(state_dir=str(log_dir)), log_dir, say=console.print) as base:
         console.print(f"[bold]bench[/]: workload {agents} agents × {duration:.0f} s × 2 sessions")
         work = _workload(agents, duration, 2, seed=1)
         inproc = _in_process(base, work)

@@ -49,6 +49,10 @@ def _store_url(settings: Settings) -> str:
     return settings.store
 
 
+def _as_bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else repr(value).encode()
+
+
 def create_app(
     settings: Settings,
     *,
@@ -87,7 +91,7 @@ def create_app(
     dead_letters = app.topic(settings.topic_dead_letter, key_type=bytes, value_type=bytes, value_serializer="raw")
     app.touchstone_settings = settings  # type: ignore[attr-defined]
 
-    async def dead_letter(stage: str, reason: str, detail: str, message: Any) -> None:
+    async def dead_letter(stage: str, reason: str, detail: str, message: Any, *, redact: bool = False) -> None:
         letter = DeadLetter(
             stage=stage,
             reason=reason,
@@ -96,7 +100,7 @@ def create_app(
             partition=message.partition,
             offset=message.offset,
             key=message.key if isinstance(message.key, bytes) else None,
-            value=message.value if isinstance(message.value, bytes) else repr(message.value).encode(),
+            value=b"" if redact else _as_bytes(message.value),
         )
         await dead_letters.send(key=letter.key, value=encode_deadletter(letter))
 
@@ -130,7 +134,15 @@ def _add_streams_stage(
     # Partition of each session's last batch, so the idle timer can reach it in-stream.
     session_partition: dict[str, int] = {}
 
-    @app.agent(raw_topic, concurrency=1)
+    # The restricted full-capture topic joins only where an organisation enabled it; both topics have
+    # the same partition count, so a session's state stays in one table partition either way.
+    source = (
+        app.topic(settings.topic_raw, settings.topic_raw_full, key_type=bytes, value_type=bytes, value_serializer="raw")
+        if settings.consume_full_capture
+        else raw_topic
+    )
+
+    @app.agent(source, concurrency=1)
     async def windows_from_raw(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             message = event.message
@@ -138,9 +150,9 @@ def _add_streams_stage(
             if not isinstance(value, bytes):
                 await dead_letter("streams", "wrong_type", "message value is not bytes", message)
                 continue
-            result = processor.process(value)
+            result = processor.process(value, restricted=message.topic == settings.topic_raw_full)
             if result.reason is not None:
-                await dead_letter("streams", result.reason, result.detail, message)
+                await dead_letter("streams", result.reason, result.detail, message, redact=result.redact)
                 continue
             if result.session_id is not None:
                 if result.session_id in processor.last_seen:

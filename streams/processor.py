@@ -39,6 +39,7 @@ class ProcessResult:
     reason: str | None = None  # set when the message belongs in the dead-letter topic
     detail: str = ""
     session_id: str | None = None
+    redact: bool = False  # the dead letter must not carry the message's value (it holds typed text)
 
 
 class RawProcessor:
@@ -75,7 +76,8 @@ class RawProcessor:
         if session_id in self.states:
             del self.states[session_id]
 
-    def process(self, value: bytes, now_ms: float | None = None) -> ProcessResult:
+    def process(self, value: bytes, now_ms: float | None = None, *, restricted: bool = False) -> ProcessResult:
+        """One raw message; ``restricted`` says it came from the restricted full-capture topic."""
         started = time.perf_counter()
         try:
             if value[:40].find(b'"control/1"') >= 0:
@@ -85,6 +87,14 @@ class RawProcessor:
             except ContractError as err:
                 metrics.DEAD_LETTERS.labels("streams", err.reason).inc()
                 return ProcessResult(reason=err.reason, detail=err.detail)
+            if batch.privacy == "full" and not restricted:
+                # Raw key names on the shared topic are a leak; the caller must not keep the message whole.
+                metrics.DEAD_LETTERS.labels("streams", "full_capture_on_shared_topic").inc()
+                return ProcessResult(
+                    reason="full_capture_on_shared_topic",
+                    detail=f"session {batch.session_id}: a full-mode batch belongs on the restricted topic only",
+                    redact=True,
+                )
             state = self._load(batch.session_id)
             if state is None:
                 state = SessionState.open(batch, self.kit)

@@ -49,6 +49,10 @@ class Settings:
     max_batch_events: int = _doc("Largest raw batch accepted, in events.", 5000)
     max_message_bytes: int = _doc("Largest raw message accepted, in bytes.", 1_000_000)
     privacy: str = _doc("Collector privacy mode: timing (default), keyed or full.", "timing")
+    consume_full_capture: bool = _doc(
+        "Workers also read the restricted `full`-mode topic; only where full keystroke capture was enabled.",
+        False,
+    )
     keyed_secret_file: str = _doc(
         "File holding the deployment secret for `keyed` privacy mode (HMAC of key identity).", ""
     )

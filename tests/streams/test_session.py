@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -179,3 +180,13 @@ def test_idle_control_closes_a_silent_session():
     result = processor.process(idle_control_message("s-1"), now_ms=START + 10_000.0)
     assert [w.closed_by for w in result.windows] == ["idle"]
     assert "s-1" not in processor.states
+
+
+def test_full_capture_batch_is_refused_off_the_restricted_topic_and_its_text_not_kept():
+    processor = make_processor()
+    full = dataclasses.replace(batch(0, [0.0, 1.0, 2.0, 3.0]), privacy="full")
+    shared = processor.process(encode_raw(full))
+    assert shared.reason == "full_capture_on_shared_topic" and shared.redact
+    assert "s-1" not in processor.states
+    restricted = processor.process(encode_raw(full), restricted=True)
+    assert restricted.reason is None and len(restricted.windows) == 1

@@ -5,28 +5,46 @@ The batcher is plain and single-threaded: the collector's sender thread feeds it
 (user, host, session id, collector version, privacy mode) and the sequence numbers, and
 anchors every batch to the wall clock (``wall``/``mono``), so the pipeline can place events in
 real time and tell an idle session (heartbeats keep coming) from a dead collector (they stop).
+
+Batches are :class:`WireBatch` es: plain lists, encoded straight to ``raw/1`` JSON. The live
+collector never imports numpy (``touchstone.contracts`` does): numpy alone is a third of the
+collector's memory budget. ``WireBatch.encode()`` gives the same bytes as
+``touchstone.contracts.encode_raw`` of the equivalent :class:`~touchstone.contracts.RawBatch`
+(``WireBatch.to_raw()``), which ``tests/collectors/test_batcher.py`` checks.
 """
 
 from __future__ import annotations
 
 import getpass
 import logging
+import math
 import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+import orjson
 
 import touchstone
-from touchstone.contracts import PRIVACY_MODES, KeyEvents, MouseEvents, MouseKind, RawBatch
 
-__all__ = ["COLLECTOR_VERSION", "BatchPolicy", "Session", "Batcher", "default_user", "default_host"]
+if TYPE_CHECKING:
+    from touchstone.contracts import RawBatch
+
+__all__ = [
+    "COLLECTOR_VERSION", "PRIVACY_MODES", "MOVE", "PRESS", "RELEASE", "SCROLL", "BatchPolicy", "Session",
+    "WireBatch", "Batcher", "default_user", "default_host",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 COLLECTOR_VERSION = f"touchstone-collector/{touchstone.__version__}"
+RAW_SCHEMA = "raw/1"
+# The raw/1 vocabulary (touchstone.contracts.raw), restated here to keep numpy out of the collector;
+# a test checks they agree.
+PRIVACY_MODES = frozenset({"timing", "keyed", "full"})
+MOVE, PRESS, RELEASE, SCROLL = 0, 1, 2, 3
 _NS_PER_MS = 1_000_000
 # raw/1 keeps mouse.b within +-10000 (it holds the scroll amount for SCROLL events).
 _MAX_BUTTON_VALUE = 10_000
@@ -71,8 +89,109 @@ class Session:
     start_wall_ms: float  # epoch ms at the same instant
 
 
+def _round3(value: float) -> float:
+    scaled = round(value * 1000.0)  # round half to even, as numpy's rint
+    # numpy keeps the sign of a value that rounds to zero (-0.0); Python's int 0 would lose it.
+    return scaled / 1000.0 if scaled else math.copysign(0.0, value)
+
+
+def _compact(values: list[float]) -> list[float] | list[int]:
+    """Times and coordinates as ``encode_raw`` writes them: rounded to 3 decimals (microseconds,
+    micropixels) the way numpy rounds (scale, round half to even, unscale), integers when all are whole."""
+    rounded = [_round3(v) for v in values]
+    if all(r == math.floor(r) and abs(r) < 2**53 for r in rounded):
+        return [int(r) for r in rounded]
+    return rounded
+
+
+@dataclass(frozen=True, slots=True)
+class WireBatch:
+    """One ``raw/1`` batch as plain lists (see the module docstring); fields as in ``RawBatch``."""
+
+    session_id: str
+    user: str
+    host: str
+    seq: int
+    collector: str
+    privacy: str
+    session_start: float
+    wall: float
+    mono: float
+    key_t: list[float] = field(default_factory=list)
+    key_down: list[bool] = field(default_factory=list)
+    key_token: list[str] = field(default_factory=list)
+    mouse_t: list[float] = field(default_factory=list)
+    mouse_kind: list[int] = field(default_factory=list)
+    mouse_x: list[float] = field(default_factory=list)
+    mouse_y: list[float] = field(default_factory=list)
+    mouse_button: list[int] = field(default_factory=list)
+    heartbeat: bool = False
+    end: bool = False
+
+    @property
+    def n_events(self) -> int:
+        return len(self.key_t) + len(self.mouse_t)
+
+    def encode(self) -> bytes:
+        doc: dict[str, Any] = {
+            "schema": RAW_SCHEMA,
+            "session_id": self.session_id,
+            "user": self.user,
+            "host": self.host,
+            "seq": self.seq,
+            "collector": self.collector,
+            "privacy": self.privacy,
+            "session_start": self.session_start,
+            "wall": self.wall,
+            "mono": self.mono,
+        }
+        if self.key_t:
+            doc["keys"] = {"t": _compact(self.key_t), "d": [int(d) for d in self.key_down], "k": self.key_token}
+        if self.mouse_t:
+            doc["mouse"] = {
+                "t": _compact(self.mouse_t),
+                "e": self.mouse_kind,
+                "x": _compact(self.mouse_x),
+                "y": _compact(self.mouse_y),
+                "b": self.mouse_button,
+            }
+        if self.heartbeat:
+            doc["heartbeat"] = True
+        if self.end:
+            doc["end"] = True
+        return orjson.dumps(doc)
+
+    def to_raw(self) -> RawBatch:
+        """The same batch as a :class:`~touchstone.contracts.RawBatch` (imports numpy; not for the live path)."""
+        import numpy as np
+
+        from touchstone import contracts
+
+        keys = contracts.KeyEvents()
+        if self.key_t:
+            keys = contracts.KeyEvents(
+                t=np.asarray(self.key_t, dtype=np.float64),
+                down=np.asarray(self.key_down, dtype=bool),
+                key=tuple(self.key_token),
+            )
+        mouse = contracts.MouseEvents()
+        if self.mouse_t:
+            mouse = contracts.MouseEvents(
+                t=np.asarray(self.mouse_t, dtype=np.float64),
+                kind=np.asarray(self.mouse_kind, dtype=np.int8),
+                x=np.asarray(self.mouse_x, dtype=np.float64),
+                y=np.asarray(self.mouse_y, dtype=np.float64),
+                button=np.asarray(self.mouse_button, dtype=np.int16),
+            )
+        return contracts.RawBatch(
+            session_id=self.session_id, user=self.user, host=self.host, seq=self.seq, collector=self.collector,
+            privacy=self.privacy, session_start=self.session_start, wall=self.wall, mono=self.mono, keys=keys,
+            mouse=mouse, heartbeat=self.heartbeat, end=self.end,
+        )  # fmt: skip
+
+
 class _Columns:
-    """Pending events of one batch as Python lists (cheap appends, one numpy conversion per batch)."""
+    """Pending events of one batch (cheap appends; the lists become the batch's columns)."""
 
     __slots__ = ("key_down", "key_t", "key_token", "mouse_button", "mouse_kind", "mouse_t", "mouse_x", "mouse_y")
 
@@ -89,29 +208,9 @@ class _Columns:
     def __len__(self) -> int:
         return len(self.key_t) + len(self.mouse_t)
 
-    def keys(self) -> KeyEvents:
-        if not self.key_t:
-            return KeyEvents()
-        return KeyEvents(
-            t=np.asarray(self.key_t, dtype=np.float64),
-            down=np.asarray(self.key_down, dtype=bool),
-            key=tuple(self.key_token),
-        )
-
-    def mouse(self) -> MouseEvents:
-        if not self.mouse_t:
-            return MouseEvents()
-        return MouseEvents(
-            t=np.asarray(self.mouse_t, dtype=np.float64),
-            kind=np.asarray(self.mouse_kind, dtype=np.int8),
-            x=np.asarray(self.mouse_x, dtype=np.float64),
-            y=np.asarray(self.mouse_y, dtype=np.float64),
-            button=np.asarray(self.mouse_button, dtype=np.int16),
-        )
-
 
 class Batcher:
-    """Cuts one session's events into :class:`RawBatch` es.
+    """Cuts one session's events into :class:`WireBatch` es.
 
     ``add_key``/``add_mouse`` return a batch when the count bound is reached; :meth:`poll`
     returns one when the time bound or the heartbeat is due; :meth:`end` closes the session.
@@ -121,7 +220,7 @@ class Batcher:
     >>> b.add_key(clock(), True, "L.home") is None
     True
     >>> batch = b.end()
-    >>> (batch.seq, batch.end, len(batch.keys))
+    >>> (batch.seq, batch.end, batch.n_events)
     (0, True, 1)
     """
 
@@ -175,7 +274,7 @@ class Batcher:
         log.info("session %s started for user %r on %s (%s)", session.session_id, user, self._host, self._privacy)
         return session
 
-    def switch_user(self, user: str) -> RawBatch:
+    def switch_user(self, user: str) -> WireBatch:
         """End the current session (returns its ``end`` batch) and start a new one for ``user``."""
         final = self.end()
         self._session = self._new_session(user)
@@ -186,14 +285,14 @@ class Batcher:
     def _session_ms(self, t_ns: int) -> float:
         return max(0.0, (t_ns - self._session.start_ns) / _NS_PER_MS)
 
-    def _note_pending(self, t_ns: int) -> RawBatch | None:
+    def _note_pending(self, t_ns: int) -> WireBatch | None:
         if self._oldest_pending_ns is None:
             self._oldest_pending_ns = t_ns
         if len(self._pending) >= self.policy.max_events:
             return self._cut()
         return None
 
-    def add_key(self, t_ns: int, down: bool, token: str) -> RawBatch | None:
+    def add_key(self, t_ns: int, down: bool, token: str) -> WireBatch | None:
         t = self._session_ms(t_ns)
         if t < self._last_key_t:
             self.reordered += 1
@@ -205,20 +304,20 @@ class Batcher:
         p.key_token.append(token)
         return self._note_pending(t_ns)
 
-    def add_mouse(self, t_ns: int, kind: int, x: float, y: float, button: int = 0) -> RawBatch | None:
+    def add_mouse(self, t_ns: int, kind: int, x: float, y: float, button: int = 0) -> WireBatch | None:
         t = self._session_ms(t_ns)
         if t < self._last_mouse_t:
             self.reordered += 1
             t = self._last_mouse_t
         self._last_mouse_t = t
-        if kind == MouseKind.SCROLL:
-            button = max(-_MAX_BUTTON_VALUE, min(_MAX_BUTTON_VALUE, button))
+        if kind == SCROLL:
+            button = max(-_MAX_BUTTON_VALUE, min(_MAX_BUTTON_VALUE, int(button)))
         p = self._pending
         p.mouse_t.append(t)
-        p.mouse_kind.append(kind)
+        p.mouse_kind.append(int(kind))
         p.mouse_x.append(x)
         p.mouse_y.append(y)
-        p.mouse_button.append(button)
+        p.mouse_button.append(int(button))
         return self._note_pending(t_ns)
 
     @property
@@ -227,7 +326,7 @@ class Batcher:
 
     # --- cutting ---
 
-    def poll(self, now_ns: int | None = None) -> RawBatch | None:
+    def poll(self, now_ns: int | None = None) -> WireBatch | None:
         """A batch when the oldest pending event reached the interval, a heartbeat when idle, else None."""
         now_ns = self._mono_ns() if now_ns is None else now_ns
         if self._oldest_pending_ns is not None:
@@ -238,21 +337,21 @@ class Batcher:
             return self._cut(heartbeat=True)
         return None
 
-    def flush(self) -> RawBatch | None:
+    def flush(self) -> WireBatch | None:
         """The pending events as a batch now, or None when there are none."""
         return self._cut() if len(self._pending) else None
 
-    def end(self) -> RawBatch:
+    def end(self) -> WireBatch:
         """The session's last batch (pending events included), marked ``end``."""
         return self._cut(end=True)
 
-    def _cut(self, *, heartbeat: bool = False, end: bool = False) -> RawBatch:
+    def _cut(self, *, heartbeat: bool = False, end: bool = False) -> WireBatch:
         # One anchor per batch: wall and mono read back to back, so capture_time() maps session ms to epoch ms.
         now_ns = self._mono_ns()
         wall_ms = self._wall_ns() / _NS_PER_MS
         s = self._session
         p = self._pending
-        batch = RawBatch(
+        batch = WireBatch(
             session_id=s.session_id,
             user=s.user,
             host=s.host,
@@ -262,8 +361,14 @@ class Batcher:
             session_start=s.start_wall_ms,
             wall=wall_ms,
             mono=max(self._session_ms(now_ns), self._last_key_t, self._last_mouse_t),
-            keys=p.keys(),
-            mouse=p.mouse(),
+            key_t=p.key_t,
+            key_down=p.key_down,
+            key_token=p.key_token,
+            mouse_t=p.mouse_t,
+            mouse_kind=p.mouse_kind,
+            mouse_x=p.mouse_x,
+            mouse_y=p.mouse_y,
+            mouse_button=p.mouse_button,
             heartbeat=heartbeat and not len(p),
             end=end,
         )

@@ -32,8 +32,8 @@ import time
 from collections import deque
 from typing import Any
 
-from touchstone.collectors.privacy import KeyTokenizer, normalise_key_name, normalise_pynput_key
-from touchstone.contracts import Button, MouseKind
+from touchstone.collectors.batcher import MOVE, PRESS, RELEASE, SCROLL
+from touchstone.collectors.privacy import KeyEventTokenizer, KeyTokenizer, normalise_key_name, normalise_pynput_key
 from touchstone.errors import TouchstoneError
 
 __all__ = ["KEY", "MOUSE", "BACKENDS", "CaptureError", "EventQueue", "InputCapture", "DEFAULT_QUEUE_CAPACITY"]
@@ -47,6 +47,9 @@ BACKENDS = ("auto", "xrecord", "pynput")
 _KEYMAP_REFRESH_S = 5.0
 # Event tuples: (KEY, t_ns, down, token) and (MOUSE, t_ns, kind, x, y, button).
 Event = tuple[Any, ...]
+# raw/1 button codes (touchstone.contracts.Button), restated to keep numpy out of the collector.
+_BUTTON_CODES = {"left": 1, "right": 2, "middle": 3}
+_OTHER_BUTTON = 4
 
 
 class CaptureError(TouchstoneError):
@@ -93,14 +96,7 @@ class EventQueue:
 
 
 def _button_code(button: Any) -> int:
-    name = getattr(button, "name", "")
-    if name == "left":
-        return int(Button.LEFT)
-    if name == "right":
-        return int(Button.RIGHT)
-    if name == "middle":
-        return int(Button.MIDDLE)
-    return int(Button.OTHER)
+    return _BUTTON_CODES.get(getattr(button, "name", ""), _OTHER_BUTTON)
 
 
 class InputCapture:
@@ -124,36 +120,39 @@ class InputCapture:
         self._want_mouse = mouse
         self._listeners: list[Any] = []
         self._clock = time.monotonic_ns
-        self._token = tokenizer.token
+        # Tokens are taken in the listener thread, so no key name is ever queued in timing/keyed mode.
+        # One KeyEventTokenizer: it pairs the releases of two held same-class keys with their presses
+        # (pynput and XRecord each deliver all key events on one thread, so it needs no lock).
+        self._key_events = KeyEventTokenizer(tokenizer)
         self._xrecord: Any = None
-        self._key_tokens: dict[int, str] = {}
+        self._key_names: dict[int, str] = {}
         self._keymap_read_at = 0.0
 
     # --- callbacks: listener threads; no I/O, no locks on the normal path ---
 
     def _on_press(self, key: Any, injected: bool = False) -> None:
         t_ns = self._clock()
-        self.queue.put((KEY, t_ns, True, self._token(normalise_pynput_key(key))))
+        self.queue.put((KEY, t_ns, True, self._key_events.press(normalise_pynput_key(key))))
 
     def _on_release(self, key: Any, injected: bool = False) -> None:
         t_ns = self._clock()
-        self.queue.put((KEY, t_ns, False, self._token(normalise_pynput_key(key))))
+        self.queue.put((KEY, t_ns, False, self._key_events.release(normalise_pynput_key(key))))
 
     def _on_keycode(self, keycode: int, pressed: bool) -> None:
         t_ns = self._clock()
-        self.queue.put((KEY, t_ns, pressed, self._key_tokens.get(keycode) or self._token("other")))
+        token = self._key_events.event(self._key_names.get(keycode, "other"), pressed)
+        self.queue.put((KEY, t_ns, pressed, token))
 
     def _on_move(self, x: float, y: float, injected: bool = False) -> None:
-        self.queue.put((MOUSE, self._clock(), 0, x, y, 0))  # 0 = MouseKind.MOVE
+        self.queue.put((MOUSE, self._clock(), MOVE, x, y, 0))
 
     def _on_click(self, x: float, y: float, button: Any, pressed: bool, injected: bool = False) -> None:
         t_ns = self._clock()
-        kind = int(MouseKind.PRESS) if pressed else int(MouseKind.RELEASE)
-        self.queue.put((MOUSE, t_ns, kind, x, y, _button_code(button)))
+        self.queue.put((MOUSE, t_ns, PRESS if pressed else RELEASE, x, y, _button_code(button)))
 
     def _on_scroll(self, x: float, y: float, dx: float, dy: float, injected: bool = False) -> None:
         t_ns = self._clock()
-        self.queue.put((MOUSE, t_ns, int(MouseKind.SCROLL), x, y, int(dy)))
+        self.queue.put((MOUSE, t_ns, SCROLL, x, y, int(dy)))
 
     # --- lifecycle ---
 
@@ -195,7 +194,7 @@ class InputCapture:
 
     def _refresh_keymap(self, force: bool = False) -> None:
         # Layouts change rarely; re-reading the mapping every few seconds from the sender thread keeps
-        # the callback a dictionary lookup. Tokens are computed here, never in the listener thread.
+        # the callback a dictionary lookup. The dict is replaced whole, so the listener never sees it half-built.
         now = time.monotonic()
         if (
             self._xrecord is None
@@ -205,7 +204,7 @@ class InputCapture:
             return
         self._keymap_read_at = now
         names = self._xrecord.key_names()
-        self._key_tokens = {code: self._token(normalise_key_name(name)) for code, name in names.items()}
+        self._key_names = {code: normalise_key_name(name) for code, name in names.items()}
 
     def _start_pynput(self, timeout: float) -> None:
         try:

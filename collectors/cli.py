@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -34,8 +36,24 @@ def _settings(bootstrap: str | None) -> Settings:
     return settings
 
 
+def _lean_argv(options: dict[str, object]) -> list[str]:
+    argv = [sys.executable, "-m", "touchstone.collectors.collect"]
+    for name, value in options.items():
+        if value is True:
+            argv.append(f"--{name}")
+        elif value is not None and value is not False:
+            argv += [f"--{name}", str(value)]
+    return argv
+
+
 def collect_command(
-    user: Annotated[str | None, typer.Option(help="Agent id to stamp on batches (default: the OS login).")] = None,
+    user: Annotated[
+        str | None, typer.Option(help="Agent id to stamp on batches (default: --user-file, else the OS login).")
+    ] = None,
+    user_file: Annotated[
+        Path | None,
+        typer.Option(help="File naming the agent on its first line; re-read while running, a change starts a session."),
+    ] = None,
     privacy: Annotated[
         str | None, typer.Option(help="timing (default), keyed, or full (needs the authorisation flag).")
     ] = None,
@@ -54,8 +72,35 @@ def collect_command(
     capture_backend: Annotated[
         str, typer.Option(help="auto (XRecord on X11, else pynput), xrecord or pynput.")
     ] = "auto",
+    in_process: Annotated[
+        bool, typer.Option(hidden=True, help="Run inside this process instead of exec'ing the lean collector.")
+    ] = False,
 ) -> None:
-    """Capture this workstation's keyboard and mouse timing and publish it to Kafka."""
+    """Capture this workstation's keyboard and mouse timing and publish it to Kafka.
+
+    The collector runs all day on every agent's machine, so this command replaces itself (exec, same
+    pid, same signals) with the lean entry point ``python -m touchstone.collectors.collect``: the
+    Typer/rich/pydantic stack and numpy that the ``touchstone`` CLI loads would otherwise stay
+    resident, about 30 MB of a 60 MB budget.
+    """
+    if privacy is not None and privacy not in ("timing", "keyed", "full"):
+        raise typer.BadParameter("must be timing, keyed or full", param_hint="--privacy")
+    if capture_backend not in ("auto", "xrecord", "pynput"):
+        raise typer.BadParameter("must be auto, xrecord or pynput", param_hint="--capture-backend")
+    if not in_process:
+        argv = _lean_argv(
+            {
+                "user": user, "user-file": user_file, "privacy": privacy,
+                "i-have-authorisation-for-full-capture": full_authorised, "duration": duration,
+                "metrics-port": metrics_port, "bootstrap": bootstrap, "capture-backend": capture_backend,
+            }
+        )  # fmt: skip
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            os.execv(argv[0], argv)
+        except OSError as exc:  # no usable interpreter path (embedded Python): run here instead
+            log.warning("cannot exec the lean collector (%s); running inside the CLI process", exc)
     from touchstone.collectors.collect import run_collector, summary_line
 
     settings = _settings(bootstrap)
@@ -71,6 +116,7 @@ def collect_command(
             stop_event=stop,
             metrics_port=metrics_port,
             capture_backend=capture_backend,
+            user_file=user_file,
         )
     except (TouchstoneError, ValueError) as exc:
         typer.echo(f"touchstone collect: {exc}", err=True)

@@ -5,6 +5,10 @@ drains the listener queue every few tens of milliseconds, cuts batches, spools a
 them, and serves delivery callbacks. On a clean stop it sends the session's ``end`` batch and
 flushes; whatever cannot be delivered in time stays in the spool for the next run.
 
+Identity: the user is ``--user``, else the first line of ``--user-file`` (written by the agent
+desktop's login hook, say), else the OS login. With a user file the sender loop re-reads it every
+couple of seconds; a different user ends the session (its ``end`` batch) and starts a new one.
+
 Privacy: ``timing`` unless configured otherwise. ``keyed`` needs ``Settings.keyed_secret_file``.
 ``full`` (raw key names, to a separate restricted topic) needs both ``privacy="full"`` and
 ``allow_full=True`` (``--i-have-authorisation-for-full-capture``) and is announced loudly.
@@ -24,29 +28,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from touchstone.collectors.batcher import Batcher, BatchPolicy, default_host, default_user
+from touchstone.collectors.batcher import (
+    MOVE,
+    PRESS,
+    RELEASE,
+    SCROLL,
+    Batcher,
+    BatchPolicy,
+    WireBatch,
+    default_host,
+    default_user,
+)
 from touchstone.collectors.capture import KEY, EventQueue, InputCapture
 from touchstone.collectors.metrics import CollectorMetrics
 from touchstone.collectors.privacy import KeyTokenizer
 from touchstone.collectors.publisher import Publisher
 from touchstone.collectors.spool import DEFAULT_MAX_BYTES, Spool
 from touchstone.config import Settings
-from touchstone.contracts import MouseKind, RawBatch
 from touchstone.errors import ConfigError
 
 __all__ = [
-    "EventSource", "QueueSource", "CollectorReport", "Collector", "make_tokenizer", "run_collector", "main",
-    "summary_line",
+    "EventSource", "QueueSource", "CollectorReport", "Collector", "make_tokenizer", "read_user_file", "run_collector",
+    "main", "summary_line", "spool_path",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
-_MOUSE_TYPES = {
-    int(MouseKind.MOVE): "mouse_move",
-    int(MouseKind.PRESS): "mouse_press",
-    int(MouseKind.RELEASE): "mouse_release",
-    int(MouseKind.SCROLL): "mouse_scroll",
-}
+_USER_FILE_POLL_S = 2.0
+
+_MOUSE_TYPES = {MOVE: "mouse_move", PRESS: "mouse_press", RELEASE: "mouse_release", SCROLL: "mouse_scroll"}
 _FULL_BANNER = (
     "FULL KEYSTROKE CAPTURE IS ON: raw key names (what is typed) leave this machine, to the restricted "
     "topic %r. This must be authorised by the organisation; stop now if it is not."
@@ -136,8 +146,12 @@ class Collector:
         metrics: CollectorMetrics,
         host: str | None = None,
         tick_s: float = 0.1,
+        user_file: Path | None = None,
     ) -> None:
         self.settings = settings
+        self.user_file = user_file
+        self._user_file_read_at = time.monotonic()
+        self._user_file_stamp: tuple[int, int] | None = _stamp(user_file)
         self.source = source
         self.publisher = publisher
         self.metrics = metrics
@@ -156,7 +170,24 @@ class Collector:
         with self._user_lock:
             self._next_user = user
 
-    def _publish(self, batch: RawBatch | None) -> None:
+    def _poll_user_file(self) -> None:
+        # Sender thread only (file I/O never runs in a listener callback); a stat per poll, a read on change.
+        now = time.monotonic()
+        if self.user_file is None or now - self._user_file_read_at < _USER_FILE_POLL_S:
+            return
+        self._user_file_read_at = now
+        stamp = _stamp(self.user_file)
+        if stamp == self._user_file_stamp:
+            return
+        self._user_file_stamp = stamp
+        user = read_user_file(self.user_file)
+        if user is None:
+            log.warning("user file %s is missing or empty; keeping user %r", self.user_file, self.batcher.session.user)
+        elif user != self.batcher.session.user:
+            log.info("user file %s names %r (was %r): new session", self.user_file, user, self.batcher.session.user)
+            self.switch_user(user)
+
+    def _publish(self, batch: WireBatch | None) -> None:
         if batch is None:
             return
         kind = "end" if batch.end else "heartbeat" if batch.heartbeat else "data"
@@ -181,6 +212,7 @@ class Collector:
 
     def _step(self) -> None:
         self._consume(self.source.drain())
+        self._poll_user_file()
         self._publish(self.batcher.poll())
         with self._user_lock:
             next_user, self._next_user = self._next_user, None
@@ -220,6 +252,24 @@ class Collector:
         return self.report
 
 
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    try:
+        st = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return None if st is None else (st.st_mtime_ns, st.st_size)
+
+
+def read_user_file(path: Path) -> str | None:
+    """The user named on the first line of ``path``; None when it is missing, unreadable or empty."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            line = handle.readline(256).strip()
+    except OSError:
+        return None
+    return line or None
+
+
 def spool_path(settings: Settings) -> Path:
     return settings.state_path / "collector" / "spool.sqlite3"
 
@@ -240,14 +290,19 @@ def run_collector(
     producer_overrides: dict[str, Any] | None = None,
     flush_timeout_s: float = 10.0,
     capture_backend: str = "auto",
+    user_file: Path | str | None = None,
 ) -> CollectorReport:
     """Capture input (pynput, unless ``source`` is given) and publish it until stopped.
 
     Stops after ``duration_s`` seconds, when ``stop_event`` is set, or on Ctrl-C; then sends the
     session's ``end`` batch and flushes. ``metrics_port`` (default ``settings.metrics_port``, 0 = off)
     serves Prometheus ``/metrics``. ``capture_backend``: see :mod:`touchstone.collectors.capture`.
+    ``user_file``: see the module docstring.
     """
     mode = privacy or settings.privacy
+    user_path = Path(user_file) if user_file else None
+    if user is None and user_path is not None:
+        user = read_user_file(user_path)
     tokenizer = make_tokenizer(settings, mode, allow_full=allow_full)
     metrics = metrics or CollectorMetrics()
     port = settings.metrics_port if metrics_port is None else metrics_port
@@ -266,6 +321,7 @@ def run_collector(
                 privacy=mode,
                 policy=policy or BatchPolicy(max_events=min(200, settings.max_batch_events)),
                 metrics=metrics,
+                user_file=user_path,
             )
             log.info(
                 "collector %s for user %r → %s (%s), privacy %s",
@@ -293,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     from touchstone.errors import TouchstoneError
 
     parser = argparse.ArgumentParser(prog="touchstone-collect", description="Capture keyboard and mouse timing.")
-    parser.add_argument("--user", help="agent id to stamp on batches (default: the OS login)")
+    parser.add_argument("--user", help="agent id to stamp on batches (default: --user-file, else the OS login)")
+    parser.add_argument("--user-file", help="file naming the agent on its first line; re-read, a change = new session")
     parser.add_argument("--privacy", choices=("timing", "keyed", "full"), help="default: settings (timing)")
     parser.add_argument(
         "--i-have-authorisation-for-full-capture", dest="allow_full", action="store_true",
@@ -316,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         report = run_collector(
             settings, user=args.user, privacy=args.privacy, allow_full=args.allow_full, duration_s=args.duration,
             stop_event=stop, metrics_port=args.metrics_port, capture_backend=args.capture_backend,
+            user_file=args.user_file,
         )  # fmt: skip
     except TouchstoneError as exc:
         print(f"touchstone-collect: {exc}", file=sys.stderr)

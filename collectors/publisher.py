@@ -21,14 +21,17 @@ import logging
 import re
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from touchstone.collectors.batcher import WireBatch
 from touchstone.collectors.metrics import CollectorMetrics
 from touchstone.collectors.spool import Spool, SpooledBatch
 from touchstone.config import Settings
-from touchstone.contracts import RawBatch, encode_raw
+
+if TYPE_CHECKING:
+    from touchstone.contracts import RawBatch
 
 __all__ = ["DEFAULT_WINDOW", "producer_config", "Publisher"]
 
@@ -96,6 +99,15 @@ def producer_config(settings: Settings, overrides: Mapping[str, Any] | None = No
     return config
 
 
+def _encode(batch: WireBatch | RawBatch) -> bytes:
+    if isinstance(batch, WireBatch):
+        return batch.encode()
+    # Replays hand over RawBatches; the contracts package (and numpy) is loaded only then.
+    from touchstone.contracts import encode_raw
+
+    return encode_raw(batch)
+
+
 class Publisher:
     """Spool-backed, ordered, at-least-once publisher of raw batches (used from one thread)."""
 
@@ -138,12 +150,12 @@ class Publisher:
 
     # --- input ---
 
-    def submit(self, batch: RawBatch) -> int:
+    def submit(self, batch: WireBatch | RawBatch) -> int:
         """Spool one batch durably, then let the pump send it; returns its spool id."""
         row_id = self.spool.append(
             self.topic_for(batch.privacy),
             batch.session_id.encode(),
-            encode_raw(batch),
+            _encode(batch),
             session_id=batch.session_id,
             seq=batch.seq,
             protect_through=self._cursor,

@@ -82,6 +82,14 @@ class Spool:
         self._bytes = int(size)
         self.dropped = 0
         self._last_drop_log = 0.0
+        if self.path is not None:
+            # The policy at the bound is stated up front, not only when it first bites.
+            log.info(
+                "spool %s: bound %d bytes; when full, the oldest batches not yet handed to Kafka are dropped "
+                "(counted in touchstone_collector_spool_dropped, logged)",
+                self.path,
+                self.max_bytes,
+            )
         if self._depth:
             log.info("spool %s holds %d batches (%d bytes) from an earlier run", self.path, depth, size)
 

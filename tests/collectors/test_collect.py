@@ -92,6 +92,23 @@ def test_callbacks_queue_tokens_never_characters():
     ]
 
 
+def test_rolled_over_same_class_keys_get_paired_tokens():
+    # "as" typed with rollover: both keys are L.home; the slot tells which release ends which press.
+    capture = InputCapture(KeyTokenizer("timing"))
+    a, s = FakeKeyCode("a"), FakeKeyCode("s")
+    capture._on_press(a)
+    capture._on_press(s)
+    capture._on_release(a)
+    capture._on_release(s)
+    xrecord = InputCapture(KeyTokenizer("timing"), backend="xrecord")
+    xrecord._key_names = {38: "a", 39: "s"}
+    for code, pressed in ((38, True), (39, True), (38, False), (39, False)):
+        xrecord._on_keycode(code, pressed)
+    expected = [(True, "L.home"), (True, "L.home@1"), (False, "L.home"), (False, "L.home@1")]
+    assert [(e[2], e[3]) for e in capture.drain()] == expected
+    assert [(e[2], e[3]) for e in xrecord.drain()] == expected
+
+
 def test_event_queue_counts_what_it_drops_at_its_bound():
     queue = EventQueue(capacity=3)
     assert [queue.put((KEY, i, True, "x")) for i in range(5)] == [True, True, True, False, False]
@@ -197,7 +214,7 @@ def test_xrecord_dispatch_decodes_core_input_events():
 
 def test_keycodes_become_tokens_through_the_keymap():
     capture = InputCapture(KeyTokenizer("timing"), backend="xrecord")
-    capture._key_tokens = {38: "L.home", 50: "shift_l"}
+    capture._key_names = {38: "a", 50: "shift_l"}
     capture._on_keycode(50, True)
     capture._on_keycode(38, True)
     capture._on_keycode(199, False)  # unknown keycode: a class, never a guess
@@ -212,3 +229,53 @@ def test_keysym_names_follow_the_x_conventions():
     assert keysym_name(0x01000000 + 0x0416) == "Ж"
     assert keysym_name(0xFFE1) == "other"  # needs libX11 for named keysyms
     assert [key_class(normalise_key_name(keysym_name(k))) for k in (0x61, 0x20, 0x31)] == ["L.home", "space", "digit"]
+
+
+# --- identity ---
+
+
+def test_a_new_user_in_the_user_file_ends_the_session_and_starts_another(tmp_path, monkeypatch):
+    monkeypatch.setattr("touchstone.collectors.collect._USER_FILE_POLL_S", 0.05)
+    settings = Settings(bootstrap=DEAD_BOOTSTRAP, state_dir=str(tmp_path / "state"))
+    user_file = tmp_path / "agent"
+    user_file.write_text("ann\n")
+    source = QueueSource()
+
+    def script() -> None:
+        _feed_keys(source, 10)
+        time.sleep(0.3)
+        user_file.write_text("bob\n")
+        time.sleep(0.3)
+        _feed_keys(source, 6)
+
+    driver = threading.Thread(target=script)
+    driver.start()
+    report = run_collector(
+        settings, user_file=user_file, source=source, duration_s=1.2, policy=FAST, flush_timeout_s=0.2
+    )
+    driver.join()
+    assert len(report.session_ids) == 2
+    batches = [decode_raw(r.value) for r in Spool(spool_path(settings)).read(0, 1000)]
+    ann = [b for b in batches if b.session_id == report.session_ids[0]]
+    bob = [b for b in batches if b.session_id == report.session_ids[1]]
+    assert len(ann) + len(bob) == len(batches)
+    assert {b.user for b in ann} == {"ann"} and {b.user for b in bob} == {"bob"}
+    assert ann[-1].end and bob[-1].end and [b.seq for b in bob] == list(range(len(bob)))
+    assert sum(len(b.keys) for b in ann) == 10 and sum(len(b.keys) for b in bob) == 6
+
+
+def test_an_explicit_user_wins_over_the_user_file_and_a_missing_file_keeps_the_user(tmp_path):
+    from touchstone.collectors.collect import read_user_file
+
+    assert read_user_file(tmp_path / "absent") is None
+    (tmp_path / "empty").write_text("\n")
+    assert read_user_file(tmp_path / "empty") is None
+    (tmp_path / "agent").write_text("  carol  \nsecond line ignored\n")
+    assert read_user_file(tmp_path / "agent") == "carol"
+    settings = Settings(bootstrap=DEAD_BOOTSTRAP, state_dir=str(tmp_path / "state"))
+    report = run_collector(
+        settings, user="dave", user_file=tmp_path / "agent", source=QueueSource(), duration_s=0.2, policy=FAST,
+        flush_timeout_s=0.1,
+    )  # fmt: skip
+    users = {decode_raw(r.value).user for r in Spool(spool_path(settings)).read(0, 100)}
+    assert users == {"dave"} and len(report.session_ids) == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
@@ -187,12 +189,7 @@ def test_session_keys_land_in_the_partition_java_and_aiokafka_clients_compute(se
     pub = Publisher(settings, Spool(None), metrics=CollectorMetrics())
     sessions = [f"session-{i:03d}-{i * 7919}" for i in range(24)]
     for session in sessions:
-        pub.submit(
-            RawBatch(
-                session_id=session, user="ann", host="ws", seq=0, collector="c/1", privacy="timing",
-                session_start=1.7e12, wall=1.7e12, mono=0.0,
-            )  # fmt: skip
-        )
+        pub.submit(replace(batch(0), session_id=session))
     assert pub.flush(30) == 0 and pub.delivered == len(sessions)
     messages = read_messages(settings.bootstrap, settings.topic_raw, until=lambda m: len(m) >= len(sessions))
     partitions = list(range(settings.partitions))

@@ -14,7 +14,10 @@ from touchstone.collectors.replay_aalto import (
 )
 from touchstone.contracts import decode_raw, encode_raw
 
-HEADER = "PARTICIPANT_ID\tTEST_SECTION_ID\tSENTENCE\tUSER_INPUT\tKEYSTROKE_ID\tPRESS_TIME\tRELEASE_TIME\tLETTER\tKEYCODE"
+HEADER = "\t".join(
+    ("PARTICIPANT_ID", "TEST_SECTION_ID", "SENTENCE", "USER_INPUT", "KEYSTROKE_ID", "PRESS_TIME", "RELEASE_TIME",
+     "LETTER", "KEYCODE")
+)  # fmt: skip
 T0 = 1_471_948_585_847
 
 

@@ -54,6 +54,7 @@ ENROL_SEQUENCES = 5
 SENTENCE_KEYS = 50
 STREAM_KEYS = (100, 150)
 IMPOSTOR_USERS = 200
+RHYTHM_WINDOWS = 3000  # enough for a stable rate, few enough to keep the run short
 # A fixed evaluation secret: the keyed tokens only need to be stable within one run.
 _EVAL_SECRET = hashlib.sha256(b"touchstone aalto evaluation").digest()
 
@@ -198,6 +199,39 @@ def _profile_bytes(scorer: KeystrokeFleetScorer, users: Sequence[str]) -> dict[s
     }
 
 
+def _full_profile_bytes(windows: Sequence[FeatureWindow], max_windows: int) -> float:
+    """Pickled size of a profile that holds ``max_windows`` windows (the most a profile keeps).
+
+    The dataset has too few windows per user to fill one, so it is filled with windows of
+    many users: more distinct n-grams than one typist's, so an upper bound.
+    """
+    scorer = KeystrokeFleetScorer(enrol_windows=1, max_windows=max_windows)
+    for window in windows[:max_windows]:
+        scorer.learn_one(replace(window, user="probe"))
+    return float(len(pickle.dumps(scorer.profile("probe"), protocol=pickle.HIGHEST_PROTOCOL)))
+
+
+def _rhythm_rates(scorer: KeystrokeFleetScorer, windows: Sequence[FeatureWindow]) -> dict[str, float | None]:
+    """Windows per second scored then learned, as a detector worker handles each window.
+
+    Measured on copies of the enrolled scorer (the reported EERs never see these windows
+    learned): as the harness leaves it, where every learned window still teaches the
+    combiner (warm-up), and past the warm-up, where a ``combiner_rate`` share does.
+    """
+    rates: dict[str, float | None] = {}
+    for label, warmup in (("windows_scored_and_learned_per_s", None), ("windows_scored_and_learned_steady_per_s", 0)):
+        copy: KeystrokeFleetScorer = pickle.loads(pickle.dumps(scorer, protocol=pickle.HIGHEST_PROTOCOL))
+        if warmup is not None:
+            copy.combiner_warmup = warmup
+        started = time.perf_counter()
+        for window in windows:
+            copy.score_one(window)
+            copy.learn_one(window)
+        elapsed = time.perf_counter() - started
+        rates[label] = round(len(windows) / elapsed) if elapsed > 0 and windows else None
+    return rates
+
+
 def _run_config(
     config: _Config,
     parsed: list[AaltoFile],
@@ -253,6 +287,10 @@ def _run_config(
         genuine_all += genuine_scores
         impostor_all += impostor_scores
     score_s = time.perf_counter() - score_started
+    # Genuine test windows in round-robin order, as a fleet's windows reach a worker.
+    later = [sequences[u][config.enrol :] for u in users]
+    stream = [ws[k] for k in range(max((len(ws) for ws in later), default=0)) for ws in later if k < len(ws)]
+    rhythm = _rhythm_rates(scorer, stream[:RHYTHM_WINDOWS])
     n_keys = [w.n_events for u in users for w in sequences[u]]
     return {
         "keystrokes_per_sequence": config.keys,
@@ -275,7 +313,9 @@ def _run_config(
         "windows_learned_per_s": round(learned / learn_s) if learn_s else None,
         "score_s": round(score_s, 2),
         "windows_scored_per_s": round(scored / score_s) if score_s else None,
+        **rhythm,
         **_profile_bytes(scorer, users),
+        "profile_bytes_full": _full_profile_bytes(stream, scorer.max_windows),
     }
 
 
@@ -348,7 +388,10 @@ def evaluate_aalto(
             "runtime_s": round(time.perf_counter() - started, 1),
             "windows_scored_per_s": main["windows_scored_per_s"],
             "windows_learned_per_s": main["windows_learned_per_s"],
+            "windows_scored_and_learned_per_s": main["windows_scored_and_learned_per_s"],
+            "windows_scored_and_learned_steady_per_s": main["windows_scored_and_learned_steady_per_s"],
             "profile_bytes_mean": main["profile_bytes_mean"],
+            "profile_bytes_full": main["profile_bytes_full"],
         }
     )
     return report

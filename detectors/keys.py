@@ -43,6 +43,9 @@ class KeystrokeFleetScorer:
         Windows a user needs before being scored (G).
     max_windows
         Recent windows a profile remembers; older ones are forgotten (drift, memory bound).
+        100 windows of 50 keystrokes is a working day or several sessions, so the usual
+        variation between one session and the next is part of the profile (with 20, a
+        profile held less than one session and a genuine change of pace looked foreign).
     impostors_per_window
         Other users' profiles each learned window is compared with, as impostor examples.
     min_profile_windows
@@ -67,7 +70,7 @@ class KeystrokeFleetScorer:
         self,
         *,
         enrol_windows: int = 5,
-        max_windows: int = 20,
+        max_windows: int = 100,
         impostors_per_window: int = 3,
         min_profile_windows: int = 1,
         shrink: float = 4.0,
@@ -126,7 +129,7 @@ class KeystrokeFleetScorer:
                 self._learn_combiner(inputs, impostor=True)
         if profile is None:
             profile = self._profiles[window.user] = UserProfile(self.max_windows)
-        profile.learn(prepared.x, prepared.log_grams)
+        profile.learn(prepared.x, prepared.log_grams, prepared.keys)
         if profile.n_windows == self.min_profile_windows:
             self._users.append(window.user)
         self._population.learn(prepared.x, prepared.log_grams, profile)
@@ -172,7 +175,7 @@ class KeystrokeFleetScorer:
             return last[2], last[3]
         grams = {name: log_ms(value) for name, value in window.grams.items()}
         x = self._space.vector(window.features)
-        prepared = prepare_window(x, grams, self._space, self._population, cap=self.cap)
+        prepared = prepare_window(x, grams, self._space, self._population, cap=self.cap, keys=window.n_events)
         inputs = None
         if profile is not None:
             inputs = comparison_inputs(prepared, profile, self._space, cap=self.cap, shrink=self.shrink)

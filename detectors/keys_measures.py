@@ -18,6 +18,7 @@ against the population (a window that is unusual for everyone should count less)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,8 +30,10 @@ __all__ = ["PreparedWindow", "comparison_inputs", "feature_deviations", "prepare
 _LOG_RATIO = math.log(1.25)  # Gunetti & Picardi's threshold for the A measure
 
 
-def rank_disorder(first: list[float], second: list[float]) -> float:
+def rank_disorder(first: Sequence[float] | np.ndarray, second: Sequence[float] | np.ndarray) -> float:
     """Gunetti & Picardi's R: disorder of two rankings of the same items, 0 (same) to 1 (reversed).
+
+    Ties keep the items' order (stable sorts), so equal durations never count as disorder.
 
     >>> rank_disorder([1.0, 2.0, 3.0], [10.0, 20.0, 30.0]), rank_disorder([1.0, 2.0, 3.0], [3.0, 2.0, 1.0])
     (0.0, 1.0)
@@ -38,12 +41,10 @@ def rank_disorder(first: list[float], second: list[float]) -> float:
     n = len(first)
     if n < 2:
         return 0.0
-    order_first = sorted(range(n), key=first.__getitem__)
-    order_second = sorted(range(n), key=second.__getitem__)
-    rank_second = [0] * n
-    for rank, item in enumerate(order_second):
-        rank_second[item] = rank
-    disorder = sum(abs(rank - rank_second[item]) for rank, item in enumerate(order_first))
+    order_first = np.argsort(np.asarray(first, dtype=np.float64), kind="stable")
+    rank_second = np.empty(n, dtype=np.int64)
+    rank_second[np.argsort(np.asarray(second, dtype=np.float64), kind="stable")] = np.arange(n)
+    disorder = int(np.abs(np.arange(n) - rank_second[order_first]).sum())
     maximum = (n * n) / 2 if n % 2 == 0 else (n * n - 1) / 2
     return disorder / maximum
 
@@ -53,17 +54,18 @@ class PreparedWindow:
     """What a window brings to every comparison, computed once however many profiles it meets."""
 
     x: np.ndarray  # features on the FeatureSpace scale, NaN where absent
+    keys: int  # keystrokes in the window
     columns: np.ndarray  # columns the window has and the population knows
     within: np.ndarray  # population's within-user spread at those columns
     floor: np.ndarray
     population_inputs: dict[str, float]
     log_grams: dict[str, float]
-    # per n-gram family: names, log latencies, population mean log latencies (None if too rare)
-    grams: dict[str, tuple[list[str], list[float], list[float | None]]]
+    # per n-gram family: names, log latencies, population mean log latencies (NaN if too rare)
+    grams: dict[str, tuple[list[str], np.ndarray, np.ndarray]]
 
 
 def prepare_window(
-    x: np.ndarray, grams: dict[str, float], space: FeatureSpace, population: Population, *, cap: float
+    x: np.ndarray, grams: dict[str, float], space: FeatureSpace, population: Population, *, cap: float, keys: int = 0
 ) -> PreparedWindow:
     """The profile-independent part of every comparison of a window (``grams`` in log ms)."""
     known, location, scale, within, floor = population.summary(x.shape[0])
@@ -75,14 +77,15 @@ def prepare_window(
         for column, value in zip(columns.tolist(), z, strict=True):
             population_inputs[names[column]] = value
         population_inputs["p:mean"] = math.fsum(z) / len(z)
-    families: dict[str, tuple[list[str], list[float], list[float | None]]] = {"di": ([], [], []), "uni": ([], [], [])}
+    lists: dict[str, tuple[list[str], list[float], list[float]]] = {"di": ([], [], []), "uni": ([], [], [])}
     pop_mean = population.gram_means.get
     for name, value in grams.items():
-        family = families["di" if ">" in name else "uni"]
+        family = lists["di" if ">" in name else "uni"]
         family[0].append(name)
         family[1].append(value)
-        family[2].append(pop_mean(name))
-    return PreparedWindow(x, columns, within[columns], floor[columns], population_inputs, grams, families)
+        family[2].append(pop_mean(name, math.nan))
+    families = {key: (names, np.array(values), np.array(pops)) for key, (names, values, pops) in lists.items()}
+    return PreparedWindow(x, keys, columns, within[columns], floor[columns], population_inputs, grams, families)
 
 
 def comparison_inputs(
@@ -111,53 +114,49 @@ def comparison_inputs(
             out["u:mean"] = math.fsum(z) / len(z)
 
     sums = profile.gram_sums
-    all_window: list[float] = []
-    all_mine: list[float] = []
+    all_window: list[np.ndarray] = []
+    all_mine: list[np.ndarray] = []
     all_far = 0
     all_gap = 0.0
     for family, (names_, values, pop_means) in prepared.grams.items():
-        window: list[float] = []
-        mine_means: list[float] = []
-        far = closer = n_pop = 0
-        gap_sum = own_sum = other_sum = 0.0
-        for name, value, pop in zip(names_, values, pop_means, strict=True):
+        shared: list[int] = []
+        means: list[float] = []
+        for i, name in enumerate(names_):
             acc = sums.get(name)
-            if acc is None:
-                continue
-            m = acc[0] / acc[1]
-            window.append(value)
-            mine_means.append(m)
-            gap = value - m if value > m else m - value
-            if gap > _LOG_RATIO:
-                far += 1
-            gap = gap if gap < 1.0 else 1.0
-            gap_sum += gap
-            if pop is not None:
-                other = value - pop if value > pop else pop - value
-                other = other if other < 1.0 else 1.0
-                n_pop += 1
-                own_sum += gap
-                other_sum += other
-                if gap < other:
-                    closer += 1
-        n = len(window)
+            if acc is not None:
+                shared.append(i)
+                means.append(acc[0] / acc[1])
+        n = len(shared)
         out[f"g:{family}.n"] = math.log1p(n)
+        if not n:
+            continue
+        window = values[shared]
+        mine_means = np.array(means)
+        gap = np.abs(window - mine_means)
+        far = int(np.count_nonzero(gap > _LOG_RATIO))
+        gap = np.minimum(gap, 1.0)  # one wildly off n-gram (a hesitation) moves D by a bounded amount
+        gap_sum = float(gap.sum())
         if n >= 2:
             out[f"g:{family}.R"] = rank_disorder(window, mine_means)
             out[f"g:{family}.A"] = far / n
             out[f"g:{family}.D"] = gap_sum / n
+        pops = pop_means[shared]
+        known = ~np.isnan(pops)
+        n_pop = int(np.count_nonzero(known))
         if n_pop:
-            out[f"gp:{family}.closer"] = closer / n_pop
-            out[f"gp:{family}.margin"] = (own_sum - other_sum) / n_pop
-            out[f"gp:{family}.pop"] = other_sum / n_pop
-        all_window += window
-        all_mine += mine_means
+            own = gap[known]
+            other = np.minimum(np.abs(window[known] - pops[known]), 1.0)
+            out[f"gp:{family}.closer"] = int(np.count_nonzero(own < other)) / n_pop
+            out[f"gp:{family}.margin"] = float((own - other).sum()) / n_pop
+            out[f"gp:{family}.pop"] = float(other.sum()) / n_pop
+        all_window.append(window)
+        all_mine.append(mine_means)
         all_far += far
         all_gap += gap_sum
-    n = len(all_window)
+    n = sum(len(w) for w in all_window)
     out["g:all.n"] = math.log1p(n)
     if n >= 2:
-        out["g:all.R"] = rank_disorder(all_window, all_mine)
+        out["g:all.R"] = rank_disorder(np.concatenate(all_window), np.concatenate(all_mine))
         out["g:all.A"] = all_far / n
         out["g:all.D"] = all_gap / n
     return out

@@ -15,6 +15,7 @@ multiplicatively, so a log difference means the same for a fast and a slow typis
 from __future__ import annotations
 
 import math
+import sys
 from collections import deque
 
 import numpy as np
@@ -90,19 +91,25 @@ def _pad(array: np.ndarray, width: int, fill: float) -> np.ndarray:
 class UserProfile:
     """One user's recent typing: per-feature robust statistics and per-n-gram mean log latency."""
 
-    __slots__ = ("_gram_ring", "_next", "_ring", "gram_sums", "max_windows", "median", "n_values", "n_windows",
-                 "spread")
+    __slots__ = ("_gram_ring", "_keys_ring", "_next", "_ring", "gram_sums", "max_windows", "median", "n_values",
+                 "n_windows", "spread")
 
     def __init__(self, max_windows: int) -> None:
         self.max_windows = max_windows
         self.n_windows = 0
-        self._ring = np.full((max_windows, 0), np.nan)
-        self._next = 0
+        self._ring = np.full((0, 0), np.nan)
+        self._next = 0  # oldest row once the ring is full
         self.median = np.zeros(0)
         self.spread = np.zeros(0)
         self.n_values = np.zeros(0)
         self._gram_ring: deque[tuple[tuple[str, float], ...]] = deque()
         self.gram_sums: dict[str, list[float]] = {}  # name -> [sum of log latency, count]
+        self._keys_ring: deque[int] = deque(maxlen=max_windows)  # keystrokes of each remembered window
+
+    @property
+    def typical_keys(self) -> float:
+        """Mean keystrokes per remembered window (0 before the first)."""
+        return sum(self._keys_ring) / len(self._keys_ring) if self._keys_ring else 0.0
 
     def summary(self, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(median, spread, number of values) per column, padded to ``width`` columns."""
@@ -112,12 +119,20 @@ class UserProfile:
             self.n_values = _pad(self.n_values, width, 0.0)
         return self.median, self.spread, self.n_values
 
-    def learn(self, x: np.ndarray, grams: dict[str, float]) -> None:
-        """Add one window: its feature vector (FeatureSpace scale) and its n-grams in log ms."""
+    def learn(self, x: np.ndarray, grams: dict[str, float], keys: int = 0) -> None:
+        """Add one window: its feature vector (FeatureSpace scale), its n-grams in log ms, its keystrokes."""
         self.n_windows += 1
-        ring = self._ring = _pad(self._ring, x.shape[0], np.nan)
-        ring[self._next, : x.shape[0]] = x
-        self._next = (self._next + 1) % self.max_windows
+        self._keys_ring.append(keys)
+        ring = _pad(self._ring, x.shape[0], np.nan)
+        if ring.shape[0] < self.max_windows:
+            # The ring grows to max_windows rows, so a young profile costs what it holds.
+            ring = np.vstack([ring, np.full((1, ring.shape[1]), np.nan)])
+            row = ring.shape[0] - 1
+        else:
+            row = self._next
+            self._next = (self._next + 1) % self.max_windows
+        self._ring = ring
+        ring[row, : x.shape[0]] = x
         ordered = np.sort(ring, axis=0)  # NaN sorts last
         n = np.count_nonzero(~np.isnan(ordered), axis=0)
         low = np.maximum((n - 1) // 2, 0)
@@ -140,7 +155,8 @@ class UserProfile:
                 acc[1] -= 1.0
                 if acc[1] <= 0.0:
                     del sums[name]
-        entries = tuple(grams.items())
+        # Interned names are stored (and pickled) once per profile however many windows repeat them.
+        entries = tuple((sys.intern(name), value) for name, value in grams.items())
         self._gram_ring.append(entries)
         for name, value in entries:
             acc = sums.get(name)

@@ -57,6 +57,7 @@ _HOLD_GROUPS = {
     "enter": "enter",
 }
 _SHIFTS = frozenset({"shift", "shift_l", "shift_r"})
+_SIDED_MODIFIERS = frozenset({"ctrl_l", "ctrl_r", "alt_l", "alt_r", "cmd_l", "cmd_r"})
 
 
 def quantiles(sorted_values: Sequence[float], probs: Sequence[float]) -> list[float]:
@@ -198,6 +199,10 @@ def keystroke_features(
     sided = sum(1 for i in shifts if classes[i] != "shift")
     if sided:
         features["shift.right_share"] = sum(1 for i in shifts if classes[i] == "shift_r") / sided
+    # Ctrl/alt/cmd: which side a typist reaches for is a habit, like the shift side.
+    sided_mods = [c for c in classes if c in _SIDED_MODIFIERS]
+    if sided_mods:
+        features["mod.right_share"] = sum(1 for c in sided_mods if c.endswith("_r")) / len(sided_mods)
     leads = [press[i + 1] - press[i] for i in shifts if i + 1 < n and classes[i + 1] not in _SHIFTS]
     leads = [v for v in leads if v <= pause_ms]
     if leads:

@@ -150,8 +150,8 @@ class FakeKeyCode:
 @pytest.mark.parametrize(
     ("key", "expected"),
     [(FakeKeyCode("Q"), "q"), (FakeKeyCode("@"), "2"), (FakeKey("shift"), "shift_l"), (FakeKey("shift_r"), "shift_r"),
-     (FakeKey("space"), "space"), (FakeKey("f5"), "f5"), (FakeKeyCode(None, 0xFFB3), "3"), (FakeKeyCode(None, 1), "other"),
-     (object(), "other")],
+     (FakeKey("space"), "space"), (FakeKey("f5"), "f5"), (FakeKeyCode(None, 0xFFB3), "3"),
+     (FakeKeyCode(None, 1), "other"), (object(), "other")],
 )
 def test_normalise_pynput_key_without_a_display(key, expected):
     assert normalise_pynput_key(key) == expected

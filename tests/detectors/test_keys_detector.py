@@ -9,11 +9,14 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from touchstone.collectors.privacy import KeyEventTokenizer, KeyTokenizer
 from touchstone.contracts import FeatureWindow, KeyEvents
 from touchstone.detectors.evaluate_aalto import equal_error_rate
 from touchstone.detectors.keys import KeystrokeFleetScorer
+from touchstone.detectors.keys_measures import rank_disorder
 from touchstone.streams.keystroke_features import KeystrokeWindower
 
 LETTERS = "etaoinshrdlucmfwypvbgk"
@@ -193,3 +196,37 @@ def test_bad_arguments_raise():
         KeystrokeFleetScorer(enrol_windows=5, max_windows=3)
     with pytest.raises(ValueError):
         KeystrokeFleetScorer(cap=0.0)
+
+
+def test_a_full_default_profile_stays_under_a_megabyte():
+    tokenizer = KeyTokenizer("keyed", secret=b"synthetic fleet secret..")
+    windows = windows_of(Typist(7), "u", 110, tokenizer)
+    full, young = KeystrokeFleetScorer(), KeystrokeFleetScorer()
+    for k, window in enumerate(windows):
+        full.learn_one(window)
+        if k < 5:
+            young.learn_one(window)
+    profile = full.profile("u")
+    assert profile is not None and profile.n_values.max() == full.max_windows
+    size = len(pickle.dumps(profile))
+    assert size < 1_000_000
+    assert len(pickle.dumps(young.profile("u"))) < size / 5  # a young profile costs what it holds
+
+
+def reference_rank_disorder(first: list[float], second: list[float]) -> float:
+    """Gunetti & Picardi's definition, spelled out: ranks by stable sort, summed rank distances."""
+    n = len(first)
+    rank_a = {item: r for r, item in enumerate(sorted(range(n), key=lambda i: first[i]))}
+    rank_b = {item: r for r, item in enumerate(sorted(range(n), key=lambda i: second[i]))}
+    worst = n * n / 2 if n % 2 == 0 else (n * n - 1) / 2
+    return sum(abs(rank_a[i] - rank_b[i]) for i in range(n)) / worst
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0.0, 1.0, 2.5, 3.0, 7.0]), st.floats(-5.0, 5.0)), min_size=2, max_size=40))
+def test_rank_disorder_matches_the_definition_and_is_bounded(pairs):
+    first, second = [a for a, _ in pairs], [b for _, b in pairs]
+    r = rank_disorder(first, second)
+    assert r == pytest.approx(reference_rank_disorder(first, second))
+    assert 0.0 <= r <= 1.0
+    assert rank_disorder(first, first) == 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -30,11 +31,15 @@ def typed(keys: list[tuple[str, float, float]]) -> KeyEvents:
     return events(*[(t, d, k) for t, _, d, k in timed])
 
 
+def part(stream: KeyEvents, a: int, b: int | None = None) -> KeyEvents:
+    return events(*zip(stream.t[a:b].tolist(), stream.down[a:b].tolist(), stream.key[a:b], strict=True))
+
+
 def run(windower: KeystrokeWindower, stream: KeyEvents, cuts: list[int] | None = None) -> list[ClosedWindow]:
     bounds = [0, *(cuts or []), len(stream)]
     out: list[ClosedWindow] = []
-    for a, b in zip(bounds, bounds[1:], strict=False):
-        out += windower.push(events(*zip(stream.t[a:b].tolist(), stream.down[a:b].tolist(), stream.key[a:b], strict=True)))
+    for a, b in itertools.pairwise(bounds):
+        out += windower.push(part(stream, a, b))
     return out + windower.flush("session_end")
 
 
@@ -76,7 +81,8 @@ def test_auto_repeat_is_counted_not_a_keystroke():
 
 def test_lost_release_gives_unknown_hold_and_next_press_counts():
     w = KeystrokeWindower(window=10, min_keys=1)
-    stream = events((0.0, True, "a"), (100.0, True, "b"), (160.0, False, "b"), (3000.0, True, "a"), (3080.0, False, "a"))
+    stream = events((0.0, True, "a"), (100.0, True, "b"), (160.0, False, "b"), (3000.0, True, "a"),
+                    (3080.0, False, "a"))
     closed = run(w, stream)
     assert closed[0].n_events == 3
     assert closed[0].grams["a"] == 80.0 and closed[0].grams["b"] == 60.0
@@ -154,6 +160,17 @@ def test_keystroke_features_by_token_and_class():
     assert "L.home" not in g  # its hold is unknown
 
 
+def test_modifier_sides_are_shares_of_sided_presses():
+    tokens = ["ctrl_r", "L.home", "alt_l", "ctrl_r", "R.top", "shift_r"]
+    press = [0.0, 100.0, 200.0, 300.0, 400.0, 500.0]
+    release = [p + 60.0 for p in press]
+    f, _ = keystroke_features(tokens, press, release)
+    assert f["mod.right_share"] == pytest.approx(2 / 3)  # shift is counted on its own
+    assert f["shift.right_share"] == 1.0
+    plain, _ = keystroke_features(["L.home", "R.top"], [0.0, 100.0], [50.0, 150.0])
+    assert "mod.right_share" not in plain and "shift.right_share" not in plain
+
+
 # -- properties ----------------------------------------------------------------------------
 
 TOKENS = ["a", "b", "L.home", "L.home@1", "space", "shift_l", "erase"]
@@ -198,10 +215,10 @@ def test_state_round_trip_resumes_identically(items, cut):
     cut = min(cut, len(stream))
     whole = run(KeystrokeWindower(window=6, min_keys=2), stream)
     first = KeystrokeWindower(window=6, min_keys=2)
-    before = first.push(events(*zip(stream.t[:cut].tolist(), stream.down[:cut].tolist(), stream.key[:cut], strict=True)))
+    before = first.push(part(stream, 0, cut))
     state = json.loads(json.dumps(first.to_state()))
     resumed = KeystrokeWindower.from_state(state)
-    after = run(resumed, events(*zip(stream.t[cut:].tolist(), stream.down[cut:].tolist(), stream.key[cut:], strict=True)))
+    after = run(resumed, part(stream, cut))
     assert snapshot(before + after) == snapshot(whole)
     assert resumed.counters == run_counters(stream)
 

@@ -306,34 +306,38 @@ def run_collector(
     tokenizer = make_tokenizer(settings, mode, allow_full=allow_full)
     metrics = metrics or CollectorMetrics()
     port = settings.metrics_port if metrics_port is None else metrics_port
-    if port:
-        metrics.serve(port)
+    server = metrics.serve(port) if port else None
     path = spool_path(settings)
-    with _exclusive(path.with_suffix(".lock")):
-        spool = Spool(path, max_bytes=spool_max_bytes)
-        try:
-            publisher = Publisher(settings, spool, metrics=metrics, producer_overrides=producer_overrides)
-            collector = Collector(
-                settings,
-                source or InputCapture(tokenizer, backend=capture_backend),
-                publisher,
-                user=user or default_user(),
-                privacy=mode,
-                policy=policy or BatchPolicy(max_events=min(200, settings.max_batch_events)),
-                metrics=metrics,
-                user_file=user_path,
-            )
-            log.info(
-                "collector %s for user %r → %s (%s), privacy %s",
-                collector.batcher.session.session_id,
-                collector.batcher.session.user,
-                settings.bootstrap,
-                publisher.topic_for(mode),
-                mode,
-            )
-            return collector.run(duration_s=duration_s, stop_event=stop_event, flush_timeout=flush_timeout_s)
-        finally:
-            spool.close()
+    try:
+        with _exclusive(path.with_suffix(".lock")):
+            spool = Spool(path, max_bytes=spool_max_bytes)
+            try:
+                publisher = Publisher(settings, spool, metrics=metrics, producer_overrides=producer_overrides)
+                collector = Collector(
+                    settings,
+                    source or InputCapture(tokenizer, backend=capture_backend),
+                    publisher,
+                    user=user or default_user(),
+                    privacy=mode,
+                    policy=policy or BatchPolicy(max_events=min(200, settings.max_batch_events)),
+                    metrics=metrics,
+                    user_file=user_path,
+                )
+                log.info(
+                    "collector %s for user %r → %s (%s), privacy %s",
+                    collector.batcher.session.session_id,
+                    collector.batcher.session.user,
+                    settings.bootstrap,
+                    publisher.topic_for(mode),
+                    mode,
+                )
+                return collector.run(duration_s=duration_s, stop_event=stop_event, flush_timeout=flush_timeout_s)
+            finally:
+                spool.close()
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
 
 
 def main(argv: list[str] | None = None) -> int:

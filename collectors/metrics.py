@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
@@ -47,6 +48,13 @@ class CollectorMetrics:
             ["code"],
             registry=r,
         )
+        self.kafka_errors = Counter(
+            "touchstone_collector_kafka_errors",
+            "Client-level Kafka errors (broker unreachable, all brokers down...), by error code. Deliveries are "
+            "retried in order meanwhile, so these, spool depth and the last delivery time show an outage.",
+            ["code"],
+            registry=r,
+        )
         self.spool_depth = Gauge(
             "touchstone_collector_spool_depth", "Batches in the local spool not yet acknowledged.", registry=r
         )
@@ -75,7 +83,8 @@ class CollectorMetrics:
         found = self.registry.get_sample_value(name, labels or None)
         return 0.0 if found is None else float(found)
 
-    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
-        """Expose ``/metrics`` on ``addr:port`` from a daemon thread."""
-        start_http_server(port, addr=addr, registry=self.registry)
+    def serve(self, port: int, addr: str = "127.0.0.1") -> WSGIServer:
+        """Expose ``/metrics`` on ``addr:port`` from a daemon thread; ``shutdown()`` the returned server to stop."""
+        server, _ = start_http_server(port, addr=addr, registry=self.registry)
         log.info("collector metrics on http://%s:%d/metrics", addr, port)
+        return server

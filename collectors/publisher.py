@@ -127,7 +127,12 @@ class Publisher:
         self.spool = spool
         self.metrics = metrics or CollectorMetrics()
         self.window = window
-        self._producer = producer or Producer(producer_config(settings, producer_overrides))
+        self._fatal: KafkaError | None = None
+        if producer is None:
+            config = producer_config(settings, producer_overrides)
+            config.setdefault("error_cb", self._on_client_error)
+            producer = Producer(config)
+        self._producer = producer
         self._cursor = 0  # highest spool id handed to the producer
         self._newest = spool.newest_id() or 0  # highest spool id written: nothing to read beyond it
         self._in_flight: dict[int, str] = {}
@@ -174,6 +179,8 @@ class Publisher:
         """Serve delivery callbacks (waiting up to ``timeout`` s for one) and hand waiting spool rows
         to the producer; call often."""
         self._producer.poll(timeout)
+        if self._fatal is not None:
+            raise KafkaException(self._fatal)
         now = time.monotonic()
         if self._rewind_at is not None:
             if self._in_flight or now < self._rewind_at:
@@ -223,6 +230,15 @@ class Publisher:
         self._failing = False
         self._stall_warned = False
         self._update_gauges()
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        # Served from poll() on the sender thread. With message.timeout.ms=0 an outage shows up here,
+        # not as failed deliveries.
+        self.metrics.kafka_errors.labels(code=err.name()).inc()
+        if err.fatal():
+            self._fatal = err  # raised from service(): the producer cannot go on (e.g. fenced idempotence)
+            return
+        _librdkafka_log.warning("Kafka client error: %s", err)
 
     def _on_failure(self, row_id: int, err: KafkaError) -> None:
         self.metrics.delivery_errors.labels(code=err.name()).inc()

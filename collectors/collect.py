@@ -5,9 +5,10 @@ drains the listener queue every few tens of milliseconds, cuts batches, spools a
 them, and serves delivery callbacks. On a clean stop it sends the session's ``end`` batch and
 flushes; whatever cannot be delivered in time stays in the spool for the next run.
 
-Identity: the user is ``--user``, else the first line of ``--user-file`` (written by the agent
-desktop's login hook, say), else the OS login. With a user file the sender loop re-reads it every
-couple of seconds; a different user ends the session (its ``end`` batch) and starts a new one.
+Identity: the first session's user is ``--user``, else the first line of ``--user-file`` (written
+by the agent desktop's login hook, say), else the OS login. With a user file the sender loop
+re-reads it every couple of seconds (a stat; a read only when it changed); a different user ends
+the session (its ``end`` batch) and starts a new one. A restart is always a new session.
 
 Privacy: ``timing`` unless configured otherwise. ``keyed`` needs ``Settings.keyed_secret_file``.
 ``full`` (raw key names, to a separate restricted topic) needs both ``privacy="full"`` and

@@ -23,6 +23,16 @@ from touchstone.kafka import LocalBroker, ensure_topics, free_port
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 EVENT_RATE_HZ = 200
+OUTAGE_S = 4.0
+
+
+def wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def feed(source: QueueSource, stop: threading.Event, counter: list[int]) -> None:
@@ -63,12 +73,11 @@ def test_broker_outage_loses_nothing_and_keeps_order(tmp_path):
         collector.start()
         feeder.start()
 
-        time.sleep(3)
-        delivered_before = metrics.value("touchstone_collector_batches_sent_total", topic=settings.topic_raw)
-        assert delivered_before > 0, "nothing was delivered while the broker was up"
+        sent = ("touchstone_collector_batches_sent_total", settings.topic_raw)
+        assert wait_for(lambda: metrics.value(sent[0], topic=sent[1]) >= 5, 20), "nothing delivered with the broker up"
         broker.stop()
         stopped_at = counter[0]
-        time.sleep(6)  # input keeps coming while Kafka is gone
+        time.sleep(OUTAGE_S)  # input keeps coming while Kafka is gone
         depth_during_outage = metrics.value("touchstone_collector_spool_depth")
         bytes_during_outage = metrics.value("touchstone_collector_spool_bytes")
         errors_during_outage = sum(
@@ -78,7 +87,10 @@ def test_broker_outage_loses_nothing_and_keeps_order(tmp_path):
             if s.name == "touchstone_collector_kafka_errors_total"
         )
         broker.start(wait=True, timeout=120)
-        time.sleep(4)
+        # the spool drains, then new input keeps flowing for a moment
+        assert wait_for(lambda: metrics.value("touchstone_collector_spool_depth") < 3, 60), "the spool did not drain"
+        drained_at = counter[0]
+        time.sleep(1.0)
         stop_feed.set()
         feeder.join(5)
         stop_collector.set()
@@ -87,7 +99,8 @@ def test_broker_outage_loses_nothing_and_keeps_order(tmp_path):
         report = result["report"]
         total = counter[0]
 
-        assert total - stopped_at > 6 * EVENT_RATE_HZ * 0.8, "the feeder did not keep producing during the outage"
+        assert total - stopped_at > OUTAGE_S * EVENT_RATE_HZ * 0.8, "the feeder stopped during the outage"
+        assert total - drained_at > 100, "no input after the spool drained"
         assert depth_during_outage > 20 and bytes_during_outage > 0, "the outage did not push batches into the spool"
         assert errors_during_outage > 0, "the outage left no trace in the Kafka error metric"
         assert report.spool_left == 0 and report.listener_dropped == 0

@@ -98,6 +98,8 @@ def _round3(value: float) -> float:
 def _compact(values: list[float]) -> list[float] | list[int]:
     """Times and coordinates as ``encode_raw`` writes them: rounded to 3 decimals (microseconds,
     micropixels) the way numpy rounds (scale, round half to even, unscale), integers when all are whole."""
+    if all(type(v) is int and -(2**53) < v < 2**53 for v in values):
+        return values  # X reports pixel coordinates as ints: nothing to round
     rounded = [_round3(v) for v in values]
     if all(r == math.floor(r) and abs(r) < 2**53 for r in rounded):
         return [int(r) for r in rounded]

@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 
 STAGES = ("streams", "detect")
 IDLE_SWEEP_S = 5.0
+# Session state reaches the table (and its changelog) at most this often per partition, or after
+# this many messages: a crash replays at most that much raw input, which sequence numbers de-duplicate.
+STATE_FLUSH_S = 2.0
+STATE_FLUSH_MESSAGES = 5000
 
 
 def faust_broker_urls(bootstrap: str) -> list[str]:
@@ -130,9 +134,30 @@ def _add_streams_stage(
         value_type=bytes,  # Faust picks the raw codec for bytes: we store orjson ourselves
         partitions=settings.partitions,
     )
-    processor = RawProcessor(settings, sessions, kit)
+    processor = RawProcessor(settings, sessions, kit, write_behind=True)
     # Partition of each session's last batch, so the idle timer can reach it in-stream.
     session_partition: dict[str, int] = {}
+    # Write-behind per raw partition: messages held unacknowledged, the sessions they changed, and
+    # when the partition last flushed. Table writes must happen while handling a message of the same
+    # partition (Faust routes a changelog record by the current event), so each partition flushes
+    # on its own messages.
+    held: dict[int, list[Any]] = {}
+    changed: dict[int, set[str]] = {}
+    flushed_at: dict[int, float] = {}
+
+    @app.on_partitions_revoked.connect
+    async def drop_revoked_sessions(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
+        # The next owner restores the flushed state and Kafka redelivers the held messages to it.
+        for tp in revoked:
+            if tp.topic not in (settings.topic_raw, settings.topic_raw_full):
+                continue
+            held.pop(tp.partition, None)
+            changed.pop(tp.partition, None)
+            flushed_at.pop(tp.partition, None)
+            gone = [sid for sid, part in session_partition.items() if part == tp.partition]
+            processor.discard(gone)
+            for sid in gone:
+                session_partition.pop(sid, None)
 
     # The restricted full-capture topic joins only where an organisation enabled it; both topics have
     # the same partition count, so a session's state stays in one table partition either way.
@@ -142,27 +167,39 @@ def _add_streams_stage(
         else raw_topic
     )
 
+    async def handle(message: Any, value: Any) -> None:
+        if not isinstance(value, bytes):
+            await dead_letter("streams", "wrong_type", "message value is not bytes", message)
+            return
+        result = processor.process(value, restricted=message.topic == settings.topic_raw_full)
+        if result.reason is not None:
+            await dead_letter("streams", result.reason, result.detail, message, redact=result.redact)
+            return
+        if result.session_id is not None:
+            changed.setdefault(message.partition, set()).add(result.session_id)
+            if result.session_id in processor.last_seen:
+                session_partition[result.session_id] = message.partition
+            else:
+                session_partition.pop(result.session_id, None)
+        for window in result.windows:
+            await features_topic.send(key=window.user.encode(), value=encode_window(window))
+            metrics.WINDOWS_OUT.labels(window.modality).inc()
+        metrics.OPEN_SESSIONS.set(len(processor.last_seen))
+
     @app.agent(source, concurrency=1)
     async def windows_from_raw(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            message = event.message
-            value = event.value
-            if not isinstance(value, bytes):
-                await dead_letter("streams", "wrong_type", "message value is not bytes", message)
-                continue
-            result = processor.process(value, restricted=message.topic == settings.topic_raw_full)
-            if result.reason is not None:
-                await dead_letter("streams", result.reason, result.detail, message, redact=result.redact)
-                continue
-            if result.session_id is not None:
-                if result.session_id in processor.last_seen:
-                    session_partition[result.session_id] = message.partition
-                else:
-                    session_partition.pop(result.session_id, None)
-            for window in result.windows:
-                await features_topic.send(key=window.user.encode(), value=encode_window(window))
-                metrics.WINDOWS_OUT.labels(window.modality).inc()
-            metrics.OPEN_SESSIONS.set(len(processor.last_seen))
+        async for event in stream.noack().events():
+            partition = event.message.partition
+            pending = held.setdefault(partition, [])
+            pending.append(event)
+            await handle(event.message, event.value)
+            now = time.monotonic()
+            last = flushed_at.setdefault(partition, now)
+            if now - last >= STATE_FLUSH_S or len(pending) >= STATE_FLUSH_MESSAGES:
+                processor.flush(changed.pop(partition, ()))
+                flushed_at[partition] = now
+                for done in held.pop(partition, []):
+                    await stream.ack(done)
 
     @app.timer(IDLE_SWEEP_S)
     async def sweep_idle_sessions() -> None:

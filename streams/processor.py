@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 
 import orjson
@@ -45,17 +45,36 @@ class ProcessResult:
 class RawProcessor:
     """Session-state machine over raw messages; the state mapping holds orjson bytes per session id."""
 
-    def __init__(self, settings: Settings, states: MutableMapping[str, bytes], kit: WindowerKit | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        states: MutableMapping[str, bytes],
+        kit: WindowerKit | None = None,
+        *,
+        write_behind: bool = False,
+    ) -> None:
+        """``write_behind``: keep changed sessions in memory until :meth:`flush` writes them.
+
+        The Faust agent uses it to write each session's state once per flush interval instead of
+        once per batch (the changelog then carries a fraction of the bytes); it acknowledges a
+        partition's messages only after flushing that partition's sessions, so a crash replays
+        exactly the batches whose effect was not stored, and sequence numbers drop the rest.
+        """
         self.settings = settings
         self.states = states
         self.kit = kit or WindowerKit.default(settings.key_window, settings.mouse_window)
         self.limits = Limits(max_events=settings.max_batch_events, max_bytes=settings.max_message_bytes)
+        self.write_behind = write_behind
         # Live objects for sessions whose stored bytes we wrote ourselves: saves a decode per batch.
-        # Keyed by session; valid only while the mapping still holds the very bytes object we stored.
-        self._live: dict[str, tuple[bytes, SessionState]] = {}
+        # Keyed by session; valid only while the mapping still holds the very bytes object we stored
+        # (or, with write-behind, while the session is unflushed: then it is newer than the mapping).
+        self._live: dict[str, tuple[bytes | None, SessionState]] = {}
+        self._unflushed: set[str] = set()
         self.last_seen: dict[str, float] = {}
 
     def _load(self, session_id: str) -> SessionState | None:
+        if session_id in self._unflushed:
+            return self._live[session_id][1]
         stored = self.states.get(session_id)
         if stored is None:
             self._live.pop(session_id, None)
@@ -66,11 +85,34 @@ class RawProcessor:
         return SessionState.from_state(orjson.loads(stored), self.kit)
 
     def _store(self, state: SessionState) -> None:
+        if self.write_behind:
+            self._live[state.session_id] = (None, state)
+            self._unflushed.add(state.session_id)
+            return
+        self._write(state)
+
+    def _write(self, state: SessionState) -> None:
         data = orjson.dumps(state.to_state(), option=orjson.OPT_SERIALIZE_NUMPY)
         self.states[state.session_id] = data
         self._live[state.session_id] = (data, state)
 
+    def flush(self, session_ids: Iterable[str] | None = None) -> int:
+        """Write unflushed sessions (all, or those of ``session_ids``) to the state mapping; returns how many."""
+        chosen = set(self._unflushed) if session_ids is None else self._unflushed.intersection(session_ids)
+        for session_id in chosen:
+            self._write(self._live[session_id][1])
+        self._unflushed -= chosen
+        return len(chosen)
+
+    def discard(self, session_ids: Iterable[str]) -> None:
+        """Forget the in-memory copies (e.g. of partitions handed to another worker), writing nothing."""
+        for session_id in session_ids:
+            self._unflushed.discard(session_id)
+            self._live.pop(session_id, None)
+            self.last_seen.pop(session_id, None)
+
     def _forget(self, session_id: str) -> None:
+        self._unflushed.discard(session_id)
         self._live.pop(session_id, None)
         self.last_seen.pop(session_id, None)
         if session_id in self.states:

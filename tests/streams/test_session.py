@@ -190,3 +190,22 @@ def test_full_capture_batch_is_refused_off_the_restricted_topic_and_its_text_not
     assert "s-1" not in processor.states
     restricted = processor.process(encode_raw(full), restricted=True)
     assert restricted.reason is None and len(restricted.windows) == 1
+
+
+def test_write_behind_stores_on_flush_and_a_crash_replays_to_the_same_windows():
+    batches = timeline(12)
+    steady = make_processor()
+    expected = [w.window_id for b in batches for w in steady.process(encode_raw(b), now_ms=0.0).windows]
+
+    table: dict[str, bytes] = {}
+    first = RawProcessor(Settings(), table, KIT, write_behind=True)
+    got = [w.window_id for b in batches[:5] for w in first.process(encode_raw(b), now_ms=0.0).windows]
+    assert table == {}  # nothing written before a flush
+    assert first.flush() == 1 and "s-1" in table
+    got += [w.window_id for b in batches[5:8] for w in first.process(encode_raw(b), now_ms=0.0).windows]
+    # Crash: batches 5-7 were never flushed (nor acknowledged), so they are delivered again.
+    second = RawProcessor(Settings(), table, KIT, write_behind=True)
+    replay = [w.window_id for b in batches[5:] for w in second.process(encode_raw(b), now_ms=0.0).windows]
+    flushed_windows = [w.window_id for b in batches[:5] for w in make_processor().process(encode_raw(b)).windows]
+    assert replay == expected[len(flushed_windows):]  # the replay resumes exactly after the flushed state
+    assert list(dict.fromkeys(got + replay)) == expected

@@ -206,6 +206,7 @@ def test_write_behind_stores_on_flush_and_a_crash_replays_to_the_same_windows():
     # Crash: batches 5-7 were never flushed (nor acknowledged), so they are delivered again.
     second = RawProcessor(Settings(), table, KIT, write_behind=True)
     replay = [w.window_id for b in batches[5:] for w in second.process(encode_raw(b), now_ms=0.0).windows]
-    flushed_windows = [w.window_id for b in batches[:5] for w in make_processor().process(encode_raw(b)).windows]
+    prefix = make_processor()
+    flushed_windows = [w.window_id for b in batches[:5] for w in prefix.process(encode_raw(b), now_ms=0.0).windows]
     assert replay == expected[len(flushed_windows):]  # the replay resumes exactly after the flushed state
     assert list(dict.fromkeys(got + replay)) == expected

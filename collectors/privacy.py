@@ -234,6 +234,8 @@ def normalise_key_name(name: str) -> str:
         return _normalise_char(name)
     # ">" and "#" are separators in digraph names and keyed tokens, so no key name holds them.
     lowered = name.strip().lower().replace("-", "_").replace(">", "_").replace("#", "_")
+    # Whitespace or control characters inside a name would make it change on a second pass.
+    lowered = "".join(c if c.isprintable() and not c.isspace() else "_" for c in lowered)
     if not lowered:
         return "space" if name else "other"
     lowered = _ALIASES.get(lowered, lowered)

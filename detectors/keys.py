@@ -129,7 +129,7 @@ class KeystrokeFleetScorer:
                 self._learn_combiner(inputs, impostor=True)
         if profile is None:
             profile = self._profiles[window.user] = UserProfile(self.max_windows)
-        profile.learn(prepared.x, prepared.log_grams, prepared.keys)
+        profile.learn(prepared.x, prepared.log_grams)
         if profile.n_windows == self.min_profile_windows:
             self._users.append(window.user)
         self._population.learn(prepared.x, prepared.log_grams, profile)
@@ -175,7 +175,7 @@ class KeystrokeFleetScorer:
             return last[2], last[3]
         grams = {name: log_ms(value) for name, value in window.grams.items()}
         x = self._space.vector(window.features)
-        prepared = prepare_window(x, grams, self._space, self._population, cap=self.cap, keys=window.n_events)
+        prepared = prepare_window(x, grams, self._space, self._population, cap=self.cap)
         inputs = None
         if profile is not None:
             inputs = comparison_inputs(prepared, profile, self._space, cap=self.cap, shrink=self.shrink)

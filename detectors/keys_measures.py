@@ -54,7 +54,6 @@ class PreparedWindow:
     """What a window brings to every comparison, computed once however many profiles it meets."""
 
     x: np.ndarray  # features on the FeatureSpace scale, NaN where absent
-    keys: int  # keystrokes in the window
     columns: np.ndarray  # columns the window has and the population knows
     within: np.ndarray  # population's within-user spread at those columns
     floor: np.ndarray
@@ -65,7 +64,7 @@ class PreparedWindow:
 
 
 def prepare_window(
-    x: np.ndarray, grams: dict[str, float], space: FeatureSpace, population: Population, *, cap: float, keys: int = 0
+    x: np.ndarray, grams: dict[str, float], space: FeatureSpace, population: Population, *, cap: float
 ) -> PreparedWindow:
     """The profile-independent part of every comparison of a window (``grams`` in log ms)."""
     known, location, scale, within, floor = population.summary(x.shape[0])
@@ -85,7 +84,7 @@ def prepare_window(
         family[1].append(value)
         family[2].append(pop_mean(name, math.nan))
     families = {key: (names, np.array(values), np.array(pops)) for key, (names, values, pops) in lists.items()}
-    return PreparedWindow(x, keys, columns, within[columns], floor[columns], population_inputs, grams, families)
+    return PreparedWindow(x, columns, within[columns], floor[columns], population_inputs, grams, families)
 
 
 def comparison_inputs(

@@ -91,8 +91,8 @@ def _pad(array: np.ndarray, width: int, fill: float) -> np.ndarray:
 class UserProfile:
     """One user's recent typing: per-feature robust statistics and per-n-gram mean log latency."""
 
-    __slots__ = ("_gram_ring", "_keys_ring", "_next", "_ring", "gram_sums", "max_windows", "median", "n_values",
-                 "n_windows", "spread")
+    __slots__ = ("_gram_ring", "_next", "_ring", "gram_sums", "max_windows", "median", "n_values", "n_windows",
+                 "spread")
 
     def __init__(self, max_windows: int) -> None:
         self.max_windows = max_windows
@@ -104,12 +104,6 @@ class UserProfile:
         self.n_values = np.zeros(0)
         self._gram_ring: deque[tuple[tuple[str, float], ...]] = deque()
         self.gram_sums: dict[str, list[float]] = {}  # name -> [sum of log latency, count]
-        self._keys_ring: deque[int] = deque(maxlen=max_windows)  # keystrokes of each remembered window
-
-    @property
-    def typical_keys(self) -> float:
-        """Mean keystrokes per remembered window (0 before the first)."""
-        return sum(self._keys_ring) / len(self._keys_ring) if self._keys_ring else 0.0
 
     def summary(self, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(median, spread, number of values) per column, padded to ``width`` columns."""
@@ -119,10 +113,9 @@ class UserProfile:
             self.n_values = _pad(self.n_values, width, 0.0)
         return self.median, self.spread, self.n_values
 
-    def learn(self, x: np.ndarray, grams: dict[str, float], keys: int = 0) -> None:
-        """Add one window: its feature vector (FeatureSpace scale), its n-grams in log ms, its keystrokes."""
+    def learn(self, x: np.ndarray, grams: dict[str, float]) -> None:
+        """Add one window: its feature vector (FeatureSpace scale) and its n-grams in log ms."""
         self.n_windows += 1
-        self._keys_ring.append(keys)
         ring = _pad(self._ring, x.shape[0], np.nan)
         if ring.shape[0] < self.max_windows:
             # The ring grows to max_windows rows, so a young profile costs what it holds.

@@ -85,6 +85,10 @@ class EngineConfig:
         Closed session ids remembered so their replayed windows are ignored.
     top_reasons
         Deviating features reported per alert.
+    key_window, mouse_window
+        Full window sizes (keystrokes, mouse actions). A window closed early (a pause, the session's
+        end) holds less behaviour, so its evidence is tempered by the fraction it holds: one short,
+        noisy window must not weigh as much as a full one.
     model_version
         Prefix of every alert's ``model_version`` (the scorers' names follow it).
     """
@@ -97,6 +101,8 @@ class EngineConfig:
     clock_skew_ms: float = 120_000.0
     closed_memory: int = 10_000
     top_reasons: int = 3
+    key_window: int = 50
+    mouse_window: int = 10
     model_version: str = ENGINE_VERSION
 
     def __post_init__(self) -> None:
@@ -109,7 +115,11 @@ class EngineConfig:
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> EngineConfig:
         """Defaults tied to the deployment: sessions idle out at twice the stream stage's idle time."""
-        values: dict[str, Any] = {"session_idle_ms": 2.0 * settings.session_idle_s * 1000.0}
+        values: dict[str, Any] = {
+            "session_idle_ms": 2.0 * settings.session_idle_s * 1000.0,
+            "key_window": settings.key_window,
+            "mouse_window": settings.mouse_window,
+        }
         values.update(overrides)
         return cls(**values)
 
@@ -314,12 +324,24 @@ class DetectorEngine:
             self.counters.calibrating += 1
             return []
         self.counters.scored += 1
-        session.risk.update(window.modality, evidence(p_value, gate.config.kappa_max), window.end, self.config.risk)
+        # Scaling a log e-value by a weight in [0, 1] keeps it an e-value (Jensen), so tempering is safe.
+        weighed = self._weight(window) * evidence(p_value, gate.config.kappa_max)
+        session.risk.update(window.modality, weighed, window.end, self.config.risk)
         session.last_scored[window.modality] = window
         session.last_p[window.modality] = (score, p_value)
         session.probation.hold(Candidate(window, score, p_value, session.windows_seen))
         self._settle(session, closing=False)
         return self._transition(session, window, now_ms)
+
+    def _weight(self, window: FeatureWindow) -> float:
+        """The share of a full window that ``window`` holds (1 for a window closed by count)."""
+        if window.closed_by == "count":
+            return 1.0
+        if window.modality == "keys":
+            return min(1.0, window.n_events / max(self.config.key_window, 1))
+        if window.modality == "mouse":
+            return min(1.0, len(window.actions) / max(self.config.mouse_window, 1))
+        return 1.0
 
     def _settle(self, session: _Session, *, closing: bool) -> None:
         probation, evidence_now, cfg = session.probation, session.risk.evidence, self.config.gate

@@ -55,6 +55,7 @@ def risk_update(engine: DetectorEngine, window: FeatureWindow) -> bytes | None:
             "user": view.user,
             "host": view.host,
             "risk": view.risk,
+            "score": view.last_score,
             "level": view.level.label,
             "modality": window.modality,
             "window_id": window.window_id,

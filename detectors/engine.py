@@ -160,6 +160,7 @@ class SessionView:
     session_age_s: float
     last_update: float  # capture time (epoch ms) of the newest window
     incident_open: bool
+    last_score: float | None = None  # the newest window's raw score (None while its user enrols)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +199,7 @@ class _Session:
     last_window_id: str = ""
     last_scored: dict[str, FeatureWindow] = field(default_factory=dict)
     last_p: dict[str, tuple[float, float]] = field(default_factory=dict)  # modality -> (score, p-value)
+    last_score: float | None = None
     episode: int = 0
     peak: Level = Level.NONE
 
@@ -314,6 +316,7 @@ class DetectorEngine:
 
     def _assess(self, session: _Session, gate: LearningGate, window: FeatureWindow, now_ms: float) -> list[Alert]:
         score = gate.score_one(window)
+        session.last_score = score
         if score is None:
             gate.trust(window, None)
             self.counters.enrolling += 1
@@ -557,6 +560,7 @@ class DetectorEngine:
             session_age_s=max(0.0, (s.last_event - s.session_start) / 1000.0),
             last_update=s.last_event,
             incident_open=s.peak is not Level.NONE,
+            last_score=s.last_score,
         )
 
     def users(self) -> list[str]:

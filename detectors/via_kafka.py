@@ -133,7 +133,8 @@ def compare_through_pipeline(
         (_max_difference(expected_windows[k], got_windows[k]) for k in set(expected_windows) & set(got_windows)),
         default=0.0,
     )
-    scored = sum(1 for k in compared if expected_risk[k]["enrolment"] == "enrolled")
+    enrolled = sum(1 for k in compared if expected_risk[k]["enrolment"] == "enrolled")
+    scored = sum(1 for k in compared if expected_risk[k]["score"] is not None)
     agree = (
         set(got_windows) == set(expected_windows)
         and set(got_risk) == set(expected_risk)
@@ -151,7 +152,8 @@ def compare_through_pipeline(
         "windows_via_kafka": len(got_windows),
         "risk_updates_in_process": len(expected_risk),
         "risk_updates_via_kafka": len(got_risk),
-        "risk_updates_of_enrolled_users": scored,
+        "risk_updates_of_enrolled_users": enrolled,
+        "windows_scored": scored,
         "max_feature_difference": feature_diff,
         "max_risk_difference": risk_diff,
         "nonzero_risk_updates": sum(1 for k in compared if expected_risk[k]["risk"] > 0),
@@ -162,7 +164,7 @@ def compare_through_pipeline(
 
 def _scored(update: dict[str, Any]) -> dict[str, Any]:
     """The parts of a risk update that the models decide (not the wall-clock fields)."""
-    keep = ("risk", "level", "windows_seen", "enrolment", "enrolment_progress", "modality", "session_age_s")
+    keep = ("risk", "score", "level", "windows_seen", "enrolment", "enrolment_progress", "modality", "session_age_s")
     return {k: update.get(k) for k in keep}
 
 

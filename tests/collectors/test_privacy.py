@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import string
+import subprocess
+import sys
 
 import pytest
 from hypothesis import example, given
@@ -158,11 +161,26 @@ def test_normalise_pynput_key_without_a_display(key, expected):
     assert normalise_pynput_key(key) == expected
 
 
-def test_real_pynput_keys_if_importable():
-    keyboard = pytest.importorskip("pynput.keyboard", exc_type=ImportError)  # needs an X display
-    assert normalise_pynput_key(keyboard.Key.shift_r) == "shift_r"
-    assert normalise_pynput_key(keyboard.Key.backspace) == "backspace"
-    assert normalise_pynput_key(keyboard.KeyCode.from_char("x")) == "x"
+@pytest.mark.xvfb
+def test_real_pynput_keys_under_xvfb():
+    from xvfb_session import ensure_tools, xvfb_display
+
+    reason = ensure_tools()
+    if reason is not None:
+        pytest.skip(reason)
+    # pynput picks its backend at import, so it is imported in a process that has the display.
+    code = (
+        "from pynput import keyboard\n"
+        "from touchstone.collectors.privacy import normalise_pynput_key as n\n"
+        "print(n(keyboard.Key.shift_r), n(keyboard.Key.backspace), n(keyboard.KeyCode.from_char('x')))\n"
+    )
+    with xvfb_display() as display:
+        out = subprocess.run(
+            [sys.executable, "-c", code], env={**os.environ, "DISPLAY": display}, capture_output=True, text=True,
+            timeout=60, check=False,
+        )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["shift_r", "backspace", "x"]
 
 
 def test_event_tokenizer_pairs_same_class_keys_held_together():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -120,7 +122,5 @@ def test_bad_alerts(mutate, reason):
 @given(st.binary(max_size=200))
 def test_garbage_never_escapes(data):
     for decode in (decode_window, decode_alert):
-        try:
+        with contextlib.suppress(ContractError):  # a contract error is the expected outcome; nothing else
             decode(data)
-        except ContractError:
-            pass

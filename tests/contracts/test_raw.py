@@ -46,9 +46,9 @@ def doc_of(batch: RawBatch) -> dict:
     return orjson.loads(encode_raw(batch))
 
 
-def reason_of(doc: dict, limits: Limits = Limits()) -> str:
+def reason_of(doc: dict, limits: Limits | None = None) -> str:
     with pytest.raises(ContractError) as err:
-        decode_raw(orjson.dumps(doc), limits)
+        decode_raw(orjson.dumps(doc), limits if limits is not None else Limits())
     return err.value.reason
 
 

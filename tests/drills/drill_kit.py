@@ -64,3 +64,17 @@ def interleave(sessions: list[list[RawBatch]]) -> list[RawBatch]:
     for i in range(max(len(s) for s in sessions)):
         out.extend(s[i] for s in sessions if i < len(s))
     return out
+
+
+def has_windows(wanted: set[str]) -> Callable[[list[Record]], bool]:
+    """A ``consume(until=...)`` test: every window id in ``wanted`` was read (each record decoded once)."""
+    seen: set[str] = set()
+    read = [0]
+
+    def check(records: list[Record]) -> bool:
+        for record in records[read[0] :]:
+            seen.add(decode_window(record.value).window_id)
+        read[0] = len(records)
+        return wanted <= seen
+
+    return check

@@ -100,7 +100,7 @@ def test_sigkilled_worker_is_replaced_and_the_detector_resumes_from_its_changelo
         if second is not None:
             second.stop()
 
-    assert windows_by_id(features) == expected_windows, (second.log_tail() if second else "")
+    assert windows_by_id(features) == expected_windows, second.log_tail() if second else ""
     first_offset: dict[str, int] = {}
     for record in features:
         first_offset.setdefault(decode_window(record.value).window_id, record.offset)

@@ -125,6 +125,8 @@ MIN_DT_MS = 1.0
 
 
 DEFAULT_PAUSE_MS = 1_000.0
+# How long after its capture an event may still sit in the collector's queue when a batch is anchored.
+ANCHOR_MARGIN_MS = 500.0
 DEFAULT_DRAG_PX = 4.0
 DEFAULT_MIN_MOVE_POINTS = 4
 DEFAULT_MAX_POINTS = 400
@@ -560,6 +562,28 @@ class MouseWindower:
         x = np.concatenate((self._x, np.asarray(events.x, dtype=np.float64)))
         y = np.concatenate((self._y, np.asarray(events.y, dtype=np.float64)))
         return self._advance(t, kind, x, y, final=False, reason="count")
+
+    def advance(self, now_t: float) -> list[ClosedWindow]:
+        """No mouse event arrived up to capture time ``now_t`` (the batch anchor).
+
+        A resting pointer ends the open move exactly as the next event after the pause would, so
+        the move is closed now instead of when the hand returns to the mouse (possibly minutes of
+        typing later). The same actions and windows result, only sooner. ``ANCHOR_MARGIN_MS``
+        covers events still queued in the collector when it stamped the anchor. A held button
+        (a drag) is never cut.
+        """
+        n = self._t.shape[0]
+        if n == 0 or now_t - float(self._t[-1]) <= self.params.pause_ms + ANCHOR_MARGIN_MS:
+            return []
+        pressed = self._pressed
+        for k in self._kind.tolist():
+            if k == MouseKind.PRESS:
+                pressed = True
+            elif k == MouseKind.RELEASE:
+                pressed = False
+        if pressed:
+            return []
+        return self._advance(self._t, self._kind, self._x, self._y, final=True, reason="count")
 
     def flush(self, reason: str) -> list[ClosedWindow]:
         windows: list[ClosedWindow] = []

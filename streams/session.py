@@ -189,6 +189,10 @@ class SessionState:
                 self.last_mouse_t = float(mouse.t[-1])
                 self.counters.events += len(mouse)
                 closed.extend(self.mouse.push(mouse))
+        # The anchor says no mouse event happened until then: a resting pointer's move can end now.
+        advance = getattr(self.mouse, "advance", None)
+        if advance is not None and not batch.end:
+            closed.extend(advance(batch.mono))
         if batch.end:
             closed.extend(self.close("session_end"))
         closed.sort(key=lambda c: (c.end_t, c.modality, c.index))

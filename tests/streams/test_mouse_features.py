@@ -277,3 +277,36 @@ def test_state_is_json_and_small(ev):
     windower.push(ev)
     text = json.dumps(windower.to_state(), allow_nan=False)
     assert len(text) <= 64 * 1024
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ev=mouse_streams(), data=st.data())
+def test_advancing_the_clock_between_batches_changes_no_window(ev, data):
+    from touchstone.streams.mouse_features import ANCHOR_MARGIN_MS
+
+    params = {"window_actions": data.draw(st.integers(1, 6)), "pause_ms": data.draw(st.sampled_from([300.0, 1000.0])),
+              "max_points": 32}
+    reference = all_windows(MouseWindower(**params), ev)
+    splits = sorted(set(data.draw(st.lists(st.integers(1, max(len(ev) - 1, 1)), max_size=12))))
+    bounds = [0, *[s for s in splits if 0 < s < len(ev)], len(ev)]
+    windower = MouseWindower(**params)
+    got = []
+    for a, b in itertools.pairwise(bounds):
+        got += windower.push(cut(ev, a, b))
+        if b < len(ev):
+            # A collector anchors a batch no later than its queue margin before the next captured event.
+            anchor = float(ev.t[b]) + data.draw(st.floats(0.0, 1.0)) * ANCHOR_MARGIN_MS
+            got += windower.advance(anchor)
+    got += windower.flush("session_end")
+    assert got == reference
+
+
+def test_a_resting_pointer_ends_its_move_before_the_next_event():
+    windower = MouseWindower(window_actions=1, pause_ms=1000.0)
+    assert windower.push(events(line(0.0, 0, 0, 20))) == []  # the move is still open
+    assert windower.advance(190.0 + 1000.0) == []  # within pause + margin: it may go on
+    closed = windower.advance(190.0 + 2000.0)
+    assert [w.closed_by for w in closed] == ["count"] and len(closed[0].actions) == 1
+    held = MouseWindower(window_actions=1, pause_ms=1000.0)
+    held.push(events([(0.0, PRESS, 0, 0), *line(10.0, 0, 0, 20)]))
+    assert held.advance(10_000.0) == []  # a drag in progress is never cut

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import fields
 from pathlib import Path
 
+from confluent_kafka import Consumer, TopicPartition
+
 from touchstone.config import Settings
 from touchstone.contracts import RawBatch, decode_window, encode_raw
 from touchstone.kafka import ensure_topics
@@ -66,15 +68,28 @@ def interleave(sessions: list[list[RawBatch]]) -> list[RawBatch]:
     return out
 
 
-def has_windows(wanted: set[str]) -> Callable[[list[Record]], bool]:
-    """A ``consume(until=...)`` test: every window id in ``wanted`` was read (each record decoded once)."""
+def reads_all(wanted: set[str], id_of: Callable[[Record], str]) -> Callable[[list[Record]], bool]:
+    """A ``consume(until=...)`` test: every id in ``wanted`` was read (each record looked at once)."""
     seen: set[str] = set()
     read = [0]
 
     def check(records: list[Record]) -> bool:
-        for record in records[read[0] :]:
-            seen.add(decode_window(record.value).window_id)
+        seen.update(id_of(record) for record in records[read[0] :])
         read[0] = len(records)
         return wanted <= seen
 
     return check
+
+
+def has_windows(wanted: set[str]) -> Callable[[list[Record]], bool]:
+    return reads_all(wanted, lambda record: decode_window(record.value).window_id)
+
+
+def committed_offset(bootstrap: str, group: str, topic: str, partition: int = 0) -> int:
+    """The offset ``group`` committed on one partition (-1001 when none), read without joining the group."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        (position,) = consumer.committed([TopicPartition(topic, partition)], timeout=10)
+        return int(position.offset)
+    finally:
+        consumer.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from drill_kit import fresh_topics, start_worker, windows_by_id
+from drill_kit import committed_offset, fresh_topics, reads_all, start_worker, wait_for, windows_by_id
 
 from touchstone.collectors.simulate import Fleet, Takeover
 from touchstone.config import Settings
@@ -33,6 +33,10 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 # mark well before it ends, so the kill lands after a checkpoint with windows still to come.
 CHECKPOINT_EVERY = 1000
 START_MS = 1.75e12
+
+
+def window_id(record: Record) -> str:
+    return decode_window(record.value).window_id
 
 
 def checkpoint_position(settings: Settings, changelog: list[Record]) -> tuple[int, int]:
@@ -78,19 +82,24 @@ def test_sigkilled_worker_is_replaced_and_the_detector_resumes_from_its_changelo
             drill.bootstrap, [changelog_topic], until=lambda r: any(b"manifest" in (x.key or b"") for x in r),
             timeout_s=90, abort=lambda: not first.alive(),
         )  # fmt: skip
+        # Kill once the checkpointed windows are committed too (within a commit interval); until then a
+        # restart would re-read them all from the start, which tells nothing about the checkpoint.
+        wait_for(lambda: committed_offset(drill.bootstrap, app_id, drill.topic_features) > 0, 15,
+                 "the worker to commit its checkpointed windows", every=0.2)  # fmt: skip
         assert first.alive(), first.log_tail()
         first.kill()
         risk_before = consume(drill.bootstrap, [drill.topic_risk], idle_s=1.5, timeout_s=30)
         changelog = consume(drill.bootstrap, [changelog_topic], idle_s=1.5, timeout_s=30)
-        generation, checkpoint_offset = checkpoint_position(drill, changelog)
+        committed = committed_offset(drill.bootstrap, app_id, drill.topic_features)
         expected_windows, expected_risk = reference.result()
+        generation, checkpoint_offset = checkpoint_position(drill, changelog)
         assert len(expected_windows) > CHECKPOINT_EVERY * 1.3, "the run is too short to kill after a checkpoint"
         assert len(risk_before) < len(expected_risk), "the worker finished before the kill: nothing left to resume"
 
         second = start_worker(drill, tmp_path, "w2", app_id, "streams,detect")
         risk = consume(
             drill.bootstrap, [drill.topic_risk],
-            until=lambda r: {orjson.loads(x.value)["window_id"] for x in r} >= set(expected_risk),
+            until=reads_all(set(expected_risk), lambda x: orjson.loads(x.value)["window_id"]),
             timeout_s=90, abort=lambda: not second.alive(),
         )  # fmt: skip
         time.sleep(1.0)  # let any replayed duplicates land, so the windows check sees them too
@@ -103,14 +112,22 @@ def test_sigkilled_worker_is_replaced_and_the_detector_resumes_from_its_changelo
     assert windows_by_id(features) == expected_windows, second.log_tail() if second else ""
     first_offset: dict[str, int] = {}
     for record in features:
-        first_offset.setdefault(decode_window(record.value).window_id, record.offset)
+        first_offset.setdefault(window_id(record), record.offset)
 
-    # Risk records past those the killed worker published came from the fresh worker. The first one
-    # for a window first seen after the checkpoint is its genuine scoring; later copies answer
-    # replayed duplicates, which the engine ignores.
+    # The rule that makes a restart invisible: offsets are committed only up to the checkpoint.
+    assert committed == checkpoint_offset + 1, f"committed {committed}, checkpoint at {checkpoint_offset}"
+    # Risk records past those the killed worker published came from the fresh worker. It resumed from
+    # the committed offset, not from scratch: it scored only windows it could read from there.
+    fresh = [orjson.loads(record.value) for record in risk[len(risk_before) :]]
+    # At most one risk record per window read, so windows first seen before the commit may only be
+    # scored as often as their replayed copies after it appear.
+    copies = sum(1 for r in features if r.offset >= committed and first_offset[window_id(r)] < committed)
+    old = sum(1 for doc in fresh if first_offset[doc["window_id"]] < committed)
+    assert old <= copies, f"the fresh worker scored {old} windows from before its commit, only {copies} copies after"
+    # The first record for a window first seen after the checkpoint is its genuine scoring; later
+    # copies answer replayed duplicates, which the engine ignores.
     resumed: dict[str, dict] = {}
-    for record in risk[len(risk_before) :]:
-        doc = orjson.loads(record.value)
+    for doc in fresh:
         if first_offset[doc["window_id"]] > checkpoint_offset:
             resumed.setdefault(doc["window_id"], doc)
     after_checkpoint = {w for w, off in first_offset.items() if off > checkpoint_offset and w in expected_risk}
@@ -120,7 +137,7 @@ def test_sigkilled_worker_is_replaced_and_the_detector_resumes_from_its_changelo
     differing = sorted(w for w, doc in resumed.items() if doc != expected_risk[w])
     enrolled = sum(1 for doc in resumed.values() if doc["enrolment"] == "enrolled")
     summary = (
-        f"checkpoint generation {generation} at features offset {checkpoint_offset}; "
+        f"checkpoint generation {generation} at features offset {checkpoint_offset}, committed {committed}; "
         f"{len(resumed)} windows scored after restart ({len(rescored)} re-scored, {enrolled} of enrolled users)"
     )
     assert not differing, f"{summary}; differ from the uninterrupted engine: {differing[:5]}"

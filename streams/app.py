@@ -24,7 +24,7 @@ from touchstone.config import Settings
 from touchstone.contracts import encode_window
 from touchstone.contracts.deadletter import DeadLetter, encode_deadletter
 from touchstone.streams import metrics
-from touchstone.streams.processor import RawProcessor, idle_control_message
+from touchstone.streams.processor import RawProcessor, flush_control_message, idle_control_message
 from touchstone.streams.session import WindowerKit
 
 __all__ = ["STAGES", "create_app", "faust_broker_urls"]
@@ -144,6 +144,7 @@ def _add_streams_stage(
     held: dict[int, list[Any]] = {}
     changed: dict[int, set[str]] = {}
     flushed_at: dict[int, float] = {}
+    flush_requested: set[int] = set()
 
     @app.on_partitions_revoked.connect
     async def drop_revoked_sessions(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
@@ -154,6 +155,7 @@ def _add_streams_stage(
             held.pop(tp.partition, None)
             changed.pop(tp.partition, None)
             flushed_at.pop(tp.partition, None)
+            flush_requested.discard(tp.partition)
             gone = [sid for sid, part in session_partition.items() if part == tp.partition]
             processor.discard(gone)
             for sid in gone:
@@ -198,8 +200,19 @@ def _add_streams_stage(
             if now - last >= STATE_FLUSH_S or len(pending) >= STATE_FLUSH_MESSAGES:
                 processor.flush(changed.pop(partition, ()))
                 flushed_at[partition] = now
+                flush_requested.discard(partition)
                 for done in held.pop(partition, []):
                     await stream.ack(done)
+
+    @app.timer(STATE_FLUSH_S)
+    async def flush_quiet_partitions() -> None:
+        # A partition with no new message would hold its last messages (and their offsets) forever;
+        # a control message into it lets the agent flush and acknowledge them in-stream.
+        now = time.monotonic()
+        for partition, pending in list(held.items()):
+            if pending and partition not in flush_requested and now - flushed_at.get(partition, now) >= STATE_FLUSH_S:
+                flush_requested.add(partition)
+                await raw_topic.send(value=flush_control_message(), partition=partition)
 
     @app.timer(IDLE_SWEEP_S)
     async def sweep_idle_sessions() -> None:

@@ -20,12 +20,25 @@ from touchstone.errors import ContractError
 from touchstone.streams import metrics
 from touchstone.streams.session import SessionState, WindowerKit
 
-__all__ = ["CONTROL_IDLE", "ProcessResult", "RawProcessor", "idle_control_message"]
+__all__ = [
+    "CONTROL_FLUSH",
+    "CONTROL_IDLE",
+    "ProcessResult",
+    "RawProcessor",
+    "flush_control_message",
+    "idle_control_message",
+]
 
 log = logging.getLogger(__name__)
 
 CONTROL_SCHEMA = "control/1"
 CONTROL_IDLE = "idle_check"
+CONTROL_FLUSH = "flush"
+
+
+def flush_control_message() -> bytes:
+    """Sent by the worker into a quiet partition, so its held messages are flushed and acknowledged in-stream."""
+    return orjson.dumps({"schema": CONTROL_SCHEMA, "op": CONTROL_FLUSH})
 
 
 def idle_control_message(session_id: str) -> bytes:
@@ -169,6 +182,8 @@ class RawProcessor:
 
     def _control(self, value: bytes, now_ms: float | None) -> ProcessResult:
         doc = orjson.loads(value)
+        if doc.get("op") == CONTROL_FLUSH:  # nothing to compute: its arrival is the point
+            return ProcessResult()
         session_id = doc.get("session_id")
         state = self._load(session_id) if isinstance(session_id, str) else None
         if state is None:

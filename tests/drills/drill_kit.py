@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, TopicPartition
 from touchstone.config import Settings
 from touchstone.contracts import RawBatch, decode_window, encode_raw
 from touchstone.kafka import ensure_topics
-from touchstone.kafka.io import Record
+from touchstone.kafka.io import Record, consume
 from touchstone.procs import ManagedProcess, start_touchstone
 from touchstone.streams.processor import RawProcessor
 
@@ -93,3 +93,21 @@ def committed_offset(bootstrap: str, group: str, topic: str, partition: int = 0)
         return int(position.offset)
     finally:
         consumer.close()
+
+
+def read_to_end(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[Record]:
+    """Every record on ``topic`` up to the end offsets it has now (new arrivals do not keep the read going)."""
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"drill-probe-{uuid.uuid4().hex[:8]}"})
+    try:
+        partitions = probe.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+    finally:
+        probe.close()
+
+    def at_end(records: list[Record]) -> bool:
+        last: dict[int, int] = {}
+        for record in records:
+            last[record.partition] = max(last.get(record.partition, -1), record.offset)
+        return all(last.get(p, -1) >= end - 1 for p, end in ends.items())
+
+    return consume(bootstrap, [topic], until=at_end, timeout_s=timeout_s)

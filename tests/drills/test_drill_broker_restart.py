@@ -16,13 +16,13 @@ from pathlib import Path
 
 import orjson
 import pytest
-from drill_kit import fresh_topics, has_windows, reference_windows, start_worker, wait_for, windows_by_id
+from drill_kit import fresh_topics, has_windows, read_to_end, reference_windows, start_worker, wait_for, windows_by_id
 
 from touchstone.collectors.publisher import Publisher
 from touchstone.collectors.simulate import Fleet
 from touchstone.collectors.spool import Spool
 from touchstone.config import Settings
-from touchstone.contracts import RawBatch, encode_raw
+from touchstone.contracts import RAW_SCHEMA, RawBatch, encode_raw
 from touchstone.kafka import LocalBroker, free_port
 from touchstone.kafka.io import consume
 
@@ -67,12 +67,18 @@ class Feeder(threading.Thread):
                 event.set()
 
 
-def read_raw(bootstrap: str, topic: str, count: int) -> Counter:
-    records = consume(bootstrap, [topic], until=lambda r: len(r) >= count, idle_s=2.0, timeout_s=30)
-    time.sleep(0.5)
-    return Counter(
-        (doc["session_id"], doc["seq"], record.value) for record in records for doc in [orjson.loads(record.value)]
-    )
+def read_raw(bootstrap: str, topic: str) -> Counter:
+    """(session, seq, bytes) of every raw batch on the topic; the worker's own control messages are skipped.
+
+    Called once the spool is empty, so the topic's current end is past every batch.
+    """
+    records = read_to_end(bootstrap, topic)
+    found: Counter = Counter()
+    for record in records:
+        doc = orjson.loads(record.value)
+        if doc.get("schema") == RAW_SCHEMA:
+            found[(doc["session_id"], doc["seq"], record.value)] += 1
+    return found
 
 
 @pytest.mark.timeout(150)
@@ -114,7 +120,7 @@ def test_broker_restart_under_load_loses_nothing_and_the_worker_rides_it_out(tmp
 
         windows = consume(drill.bootstrap, [drill.topic_features], until=has_windows(set(expected)), timeout_s=60,
                           abort=lambda: not worker.alive())  # fmt: skip
-        raw = read_raw(drill.bootstrap, drill.topic_raw, len(batches))
+        raw = read_raw(drill.bootstrap, drill.topic_raw)
         worker_survived = worker.alive()
     finally:
         if feeder is not None:

@@ -16,11 +16,19 @@ from collections.abc import Iterator
 from dataclasses import fields
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from touchstone.config import Settings
 from touchstone.kafka import LocalBroker, ensure_topics, free_port, is_reachable
 
 log = logging.getLogger(__name__)
+
+# In CI the property tests replay the same examples on every run, so a red build is reproducible
+# and a green one does not depend on luck; locally they keep exploring (and remember what failed).
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+hypothesis_settings.register_profile("dev", print_blob=True)
+_default_profile = "ci" if os.environ.get("CI") else "dev"
+hypothesis_settings.load_profile(os.environ.get("TOUCHSTONE_HYPOTHESIS_PROFILE", _default_profile))
 
 
 def _two_free_ports() -> tuple[int, int]:

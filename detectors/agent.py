@@ -146,6 +146,7 @@ def add_detect_stage(app: faust.App, settings: Settings, features_topic: faust.T
             started = time.perf_counter()
             try:
                 window = decode_window(event.value)
+                duplicates_before = state.engine.counters.duplicates
                 alerts = state.engine.process(window, now_ms=time.time() * 1000.0)
             except ContractError as err:
                 metrics.DEAD_LETTERS.labels("detectors", err.reason).inc()
@@ -159,7 +160,9 @@ def add_detect_stage(app: faust.App, settings: Settings, features_topic: faust.T
             metrics.WINDOW_SECONDS.observe(time.perf_counter() - started)
             metrics.WINDOWS.labels(window.modality).inc()
             await publish(alerts)
-            update = risk_update(state.engine, window)
+            # A replayed window (after a restart) changed nothing: a risk update would repeat an old id.
+            replayed = state.engine.counters.duplicates > duplicates_before
+            update = None if replayed else risk_update(state.engine, window)
             if update is not None:
                 await risk_topic.send(key=window.session_id.encode(), value=update)
             since_ms = (time.monotonic() - state.last_checkpoint) * 1000.0

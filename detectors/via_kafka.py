@@ -37,7 +37,7 @@ from touchstone.kafka.io import consume, make_producer, produce_batches
 from touchstone.procs import start_touchstone
 from touchstone.streams.processor import RawProcessor
 
-__all__ = ["check_aalto_via_kafka", "check_balabit_via_kafka", "compare_through_pipeline"]
+__all__ = ["check_aalto_via_kafka", "check_balabit_via_kafka", "compare_through_pipeline", "in_process_reference"]
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,9 @@ _TOPICS = ("topic_raw", "topic_raw_full", "topic_features", "topic_alerts", "top
 _TOLERANCE = 1e-9
 
 
-def _in_process(settings: Settings, batches: list[RawBatch]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+def in_process_reference(
+    settings: Settings, batches: list[RawBatch]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Windows (by id → features) and risk updates (by window id) exactly as one worker computes them."""
     processor = RawProcessor(settings, {})
     engine = DetectorEngine(build_scorers(settings), EngineConfig.from_settings(settings),
@@ -95,7 +97,7 @@ def compare_through_pipeline(
     batches = list(batches)
     run_id = uuid.uuid4().hex[:6]
     run_dir = Path(settings.state_dir) / "via-kafka" / run_id
-    expected_windows, expected_risk = _in_process(settings, batches)
+    expected_windows, expected_risk = in_process_reference(settings, batches)
     with broker_for_run(settings, run_dir) as base:
         check = base.replace(
             partitions=1,

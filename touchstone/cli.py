@@ -200,14 +200,30 @@ def evaluate_aalto(
 @app.command()
 def demo(
     agents: Annotated[int, typer.Option(help="Simulated agents in the fleet.")] = 50,
-    duration: Annotated[float, typer.Option(help="Seconds of live fleet activity after enrolment.")] = 240.0,
+    duration: Annotated[float, typer.Option(help="Seconds of live fleet activity after enrolment.")] = 300.0,
     workers: Annotated[int, typer.Option(help="Stream worker processes.")] = 1,
     live: Annotated[bool, typer.Option(help="Show the live terminal view.")] = True,
+    impostor: Annotated[
+        str,
+        typer.Option(
+            help="Whose behaviour takes over agent-000's session: 'colleague' (another agent of the fleet, "
+            "the insider case) or 'outsider' (a person the fleet has never seen)."
+        ),
+    ] = "colleague",
+    takeover_at: Annotated[float, typer.Option(help="Seconds into the live phase when the takeover starts.")] = 60.0,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated fleet.")] = 8,
 ) -> None:
     """Kafka, workers, sinks and a simulated fleet with an impostor: live view, then a summary."""
     from touchstone.demo import run_demo
 
-    raise typer.Exit(run_demo(_settings(), agents=agents, duration_s=duration, workers=workers, live=live))
+    if impostor not in ("colleague", "outsider"):
+        raise typer.BadParameter("must be 'colleague' or 'outsider'", param_hint="--impostor")
+    raise typer.Exit(
+        run_demo(
+            _settings(), agents=agents, duration_s=duration, workers=workers, live=live, impostor=impostor,
+            takeover_at_s=takeover_at, seed=seed,
+        )
+    )
 
 
 @app.command()

@@ -35,6 +35,7 @@ __all__ = ["DemoReport", "run_demo"]
 log = logging.getLogger(__name__)
 
 VICTIM = "agent-000"
+COLLEAGUE = "agent-025"  # whose behaviour takes over the victim's session by default
 
 
 @dataclass
@@ -150,15 +151,21 @@ def run_demo(
     settings: Settings,
     *,
     agents: int = 50,
-    duration_s: float = 240.0,
+    duration_s: float = 300.0,
     workers: int = 1,
     live: bool = True,
+    impostor: str = "colleague",
     history_s: float = 420.0,
     history_sessions: int = 3,
     takeover_at_s: float = 60.0,
     seed: int = 8,
 ) -> int:
-    """Run the demo; returns 0 when the impostor was caught, 1 otherwise."""
+    """Run the demo; returns 0 when the impostor was caught, 1 otherwise.
+
+    ``impostor``: ``colleague`` (another agent of the fleet uses the victim's session: the insider
+    case, and the one the fleet models learn) or ``outsider`` (a person the fleet never saw; the
+    simulator draws them from the population, and detecting them takes longer).
+    """
     from touchstone.collectors.simulate import Fleet, Takeover
 
     console = Console()
@@ -182,7 +189,10 @@ def run_demo(
         settings = settings.replace(bootstrap=bootstrap, state_dir=str(run_dir / "state"), **topics)
         ensure_topics(settings)
         takeover_at = min(takeover_at_s, duration_s / 2.0)
-        fleet = Fleet(agents, seed=seed, takeovers=[Takeover(VICTIM, takeover_at, f"outsider-{run_id}")])
+        intruder = COLLEAGUE if impostor == "colleague" and agents > 1 else f"outsider-{run_id}"
+        if intruder == COLLEAGUE and int(COLLEAGUE.rpartition("-")[2]) >= agents:
+            intruder = f"agent-{agents - 1:03d}"
+        fleet = Fleet(agents, seed=seed, takeovers=[Takeover(VICTIM, takeover_at, intruder)])
         board = LiveBoard(victim=VICTIM, takeover_wall_ms=fleet.start_ms + takeover_at * 1000.0)
         watcher = _Watcher(settings, board)
         try:
@@ -194,7 +204,7 @@ def run_demo(
             console.print(
                 f"{agents} agents, {workers} worker(s); enrolment from {history_sessions}×{history_s:.0f} s of past "
                 f"sessions each, then {duration_s:.0f} s live; [bold red]{VICTIM}[/]'s session is taken over at "
-                f"{takeover_at:.0f} s. Logs: {run_dir}"
+                f"{takeover_at:.0f} s by {intruder} ({impostor}). Logs: {run_dir}"
             )
             started = time.monotonic()
             events = 0

@@ -24,7 +24,7 @@ from touchstone.detectors.engine import DetectorEngine, EngineConfig
 from touchstone.detectors.factory import build_scorers
 from touchstone.detectors.snapshot import load_snapshot_key
 from touchstone.detectors.state import Manifest, join_snapshot
-from touchstone.detectors.via_kafka import _in_process
+from touchstone.detectors.via_kafka import in_process_reference
 from touchstone.kafka.io import Record, consume, make_producer, produce_batches
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -67,7 +67,7 @@ def test_sigkilled_worker_is_replaced_and_the_detector_resumes_from_its_changelo
     batches = [*fleet.history(240.0, sessions=2, gap_s=30.0), *(b for b, _ in fleet.iter_labelled(240.0))]
     # The reference is CPU work of its own; it runs while the worker does.
     pool = ThreadPoolExecutor(1)
-    reference = pool.submit(_in_process, drill, batches)
+    reference = pool.submit(in_process_reference, drill, batches)
     pool.shutdown(wait=False)
     app_id = f"drill-restart-{uuid.uuid4().hex[:6]}"
     changelog_topic = f"{app_id}-detector-checkpoints-changelog"

@@ -107,19 +107,35 @@ def _in_process(settings: Settings, work: Encoded) -> dict[str, Any]:
 
 
 def _bare_consume(settings: Settings, work: Encoded) -> dict[str, Any]:
-    topic = settings.topic_raw
-    started = time.perf_counter()
-    events = 0
+    """The transport ceiling: one confluent-kafka consumer reading the raw topic and orjson-decoding
+    every batch, timed from its first message to its last (partitions assigned directly: no group
+    join in the figure)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    def decoded(records: list[Any]) -> bool:
-        return len(records) >= len(work)
-
-    records = consume(settings.bootstrap, [topic], until=decoded, timeout_s=300)
-    for record in records:
-        doc = orjson.loads(record.value)
-        events += len(doc.get("mouse", {}).get("t", ())) + len(doc.get("keys", {}).get("t", ()))
-    elapsed = time.perf_counter() - started
-    return {"events": events, "seconds": round(elapsed, 3), "events_per_s": round(events / elapsed)}
+    consumer = Consumer(
+        {"bootstrap.servers": settings.bootstrap, "group.id": f"bench-bare-{uuid.uuid4().hex[:6]}",
+         "enable.auto.commit": False, "enable.partition.eof": False}
+    )
+    try:
+        partitions = consumer.list_topics(settings.topic_raw, timeout=30).topics[settings.topic_raw].partitions
+        consumer.assign([TopicPartition(settings.topic_raw, p, OFFSET_BEGINNING) for p in partitions])
+        messages = events = 0
+        started: float | None = None
+        deadline = time.monotonic() + 300
+        while messages < len(work) and time.monotonic() < deadline:
+            for msg in consumer.consume(num_messages=1000, timeout=0.5):
+                if msg.error() is not None:
+                    continue
+                if started is None:
+                    started = time.perf_counter()
+                doc = orjson.loads(msg.value())
+                events += len(doc.get("mouse", {}).get("t", ())) + len(doc.get("keys", {}).get("t", ()))
+                messages += 1
+        elapsed = time.perf_counter() - (started if started is not None else time.perf_counter())
+    finally:
+        consumer.close()
+    return {"events": events, "messages": messages, "seconds": round(elapsed, 3),
+            "events_per_s": round(events / max(elapsed, 1e-9))}
 
 
 def _fresh_topics(settings: Settings, tag: str) -> Settings:
@@ -306,6 +322,18 @@ def _realtime_step(settings: Settings, agents: int, duration_s: float, log_dir: 
             proc.stop()
 
 
+def _collector_cost(settings: Settings) -> dict[str, Any]:
+    """Collector CPU and memory under real X input (Xvfb + xdotool); the reason instead when impossible."""
+    console.print("  collector cost under Xvfb (3 × 30 s) …")
+    try:
+        from touchstone.bench.collector_cost import collector_cost
+
+        return collector_cost(settings)
+    except Exception as exc:  # the rest of the report stands without it
+        log.warning("collector benchmark failed: %s", exc)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def run_bench(settings: Settings, *, quick: bool = False) -> dict[str, Any]:
     agents, duration = (20, 120.0) if quick else (60, 300.0)
     steps = [50, 200] if quick else [250, 500, 1000, 1500, 2000, 3000]
@@ -342,6 +370,8 @@ def run_bench(settings: Settings, *, quick: bool = False) -> dict[str, Any]:
         one = pipeline["1"].get("events_per_s")
         two = pipeline["2"].get("events_per_s")
         bare = report["bare_consume"]["events_per_s"]
+        if not quick:
+            report["collector"] = _collector_cost(base)
         report["ratios"] = {
             "pipeline_1_worker_vs_bare_consume": round(one / bare, 3) if one else None,
             "pipeline_1_worker_vs_in_process": round(one / inproc["features_and_scoring_events_per_s"], 3)

@@ -155,8 +155,8 @@ def run_demo(
     workers: int = 1,
     live: bool = True,
     impostor: str = "colleague",
-    history_s: float = 420.0,
-    history_sessions: int = 3,
+    history_s: float = 600.0,
+    history_sessions: int = 4,
     takeover_at_s: float = 60.0,
     seed: int = 8,
 ) -> int:
@@ -186,7 +186,12 @@ def run_demo(
     }
     procs: list[ManagedProcess] = []
     with _broker(settings, console, run_dir) as bootstrap:
-        settings = settings.replace(bootstrap=bootstrap, state_dir=str(run_dir / "state"), **topics)
+        # One partition per worker: each features partition has its own fleet models, and a 50-agent
+        # demo fleet split four ways would leave each model a dozen users to learn "other people" from
+        # (a production partition holds hundreds). See docs/scaling.md.
+        settings = settings.replace(
+            bootstrap=bootstrap, state_dir=str(run_dir / "state"), partitions=max(1, workers), **topics
+        )
         ensure_topics(settings)
         takeover_at = min(takeover_at_s, duration_s / 2.0)
         intruder = COLLEAGUE if impostor == "colleague" and agents > 1 else f"outsider-{run_id}"

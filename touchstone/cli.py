@@ -200,7 +200,7 @@ def evaluate_aalto(
 @app.command()
 def demo(
     agents: Annotated[int, typer.Option(help="Simulated agents in the fleet.")] = 50,
-    duration: Annotated[float, typer.Option(help="Seconds of live fleet activity after enrolment.")] = 300.0,
+    duration: Annotated[float, typer.Option(help="Seconds of live fleet activity after enrolment.")] = 360.0,
     workers: Annotated[int, typer.Option(help="Stream worker processes.")] = 1,
     live: Annotated[bool, typer.Option(help="Show the live terminal view.")] = True,
     impostor: Annotated[

@@ -151,7 +151,7 @@ def run_demo(
     settings: Settings,
     *,
     agents: int = 50,
-    duration_s: float = 300.0,
+    duration_s: float = 360.0,
     workers: int = 1,
     live: bool = True,
     impostor: str = "colleague",
@@ -269,7 +269,14 @@ def _summarise(console: Console, board: LiveBoard, report: DemoReport) -> int:
             + ")"
         )
     else:
-        console.print(f"[bold red]Impostor NOT caught[/] on {VICTIM}'s session")
+        console.print(f"[bold red]Impostor NOT caught[/] (no medium alert) on {VICTIM}'s session")
+        notice = board.first_victim_alert(Level.LOW)
+        if notice is not None:
+            after_s = (notice.event_time - board.takeover_wall_ms) / 1000.0
+            console.print(
+                f"  its session raised a low-level notice {after_s:.1f} s after the takeover (risk "
+                f"{notice.risk:.0f}); a longer --duration gives the evidence more time"
+            )
     genuine = board.genuine_sessions()
     console.print(
         f"False alerts (medium or above) on genuine activity: {len(false_alerts)} across {genuine} genuine "

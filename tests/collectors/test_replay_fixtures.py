@@ -1,4 +1,4 @@
-"""`touchstone replay balabit|aalto --data DIR` on checked-in synthetic files in each dataset's layout.
+"""`touchstone replay balabit|aalto --data DIR` on synthetic files in each dataset's layout.
 
 The expected events are read from the fixture files here, independently of the replay parsers, and
 compared with what the real broker returns: every event's time must come back exactly (the fixtures
@@ -6,9 +6,9 @@ carry millisecond times, within the raw contract's microsecond resolution), and 
 anchor must map each event back to its source timestamp. The replay runs through the CLI, at
 ``--fast``, ``--speed 1`` (recorded pace) and ``--speed 4``.
 
-Fixtures (``fixtures/``; synthetic, no dataset content): two Balabit session files under
-``balabit/training_files/userN/``, two Aalto participant files under ``aalto/files/`` and one short
-participant file under ``aalto-paced/files/`` for the pacing checks.
+The files are written at test time by ``dataset_layouts`` (seeded, made up; no dataset file is kept
+in the repository): two Balabit session files under ``training_files/userN/``, two Aalto
+participant files and one short participant file for the pacing checks.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from dataset_layouts import write_aalto, write_balabit
 from kafka_readback import read_batches
 
 from touchstone.collectors.privacy import CLASS_TOKENS, token_base
@@ -28,7 +29,17 @@ from touchstone.contracts import Button, MouseKind
 
 pytestmark = pytest.mark.kafka
 
-FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def layouts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("layouts")
+    return {
+        "balabit": write_balabit(root / "balabit"),
+        "aalto": write_aalto(root / "aalto"),
+        "aalto-paced": write_aalto(root / "aalto-paced", paced=True),
+    }
+
 _KIND = {"Move": MouseKind.MOVE, "Drag": MouseKind.MOVE, "Pressed": MouseKind.PRESS,
          "Released": MouseKind.RELEASE, "Down": MouseKind.SCROLL, "Up": MouseKind.SCROLL}  # fmt: skip
 _BUTTON = {"Left": Button.LEFT, "Right": Button.RIGHT, "Middle": Button.MIDDLE}
@@ -67,8 +78,8 @@ def aalto_source(path: Path) -> list[tuple[int, bool]]:
     return [(t, down) for t, _, down in sorted(timed)]
 
 
-def test_balabit_replay_reproduces_the_source_timings_exactly(settings):
-    root = FIXTURES / "balabit"
+def test_balabit_replay_reproduces_the_source_timings_exactly(settings, layouts):
+    root = layouts["balabit"]
     proc = replay_cli(settings, "balabit", root, "--fast")
     assert "2 sessions" in proc.stdout and "0 undelivered" in proc.stdout
     assert "balabit" in proc.stdout and "2/2" in proc.stdout  # the progress bar's last frame
@@ -90,8 +101,8 @@ def test_balabit_replay_reproduces_the_source_timings_exactly(settings):
         assert wall == [BALABIT_SESSION_START_MS + e[0] for e in source]
 
 
-def test_aalto_replay_reproduces_the_source_timings_exactly(settings):
-    root = FIXTURES / "aalto"
+def test_aalto_replay_reproduces_the_source_timings_exactly(settings, layouts):
+    root = layouts["aalto"]
     proc = replay_cli(settings, "aalto", root, "--fast")
     assert "2 sessions" in proc.stdout and "0 undelivered" in proc.stdout
     got = read_batches(settings.bootstrap, settings.topic_raw, until_end=2)
@@ -112,8 +123,8 @@ def test_aalto_replay_reproduces_the_source_timings_exactly(settings):
 
 
 @pytest.mark.parametrize("speed", [1.0, 4.0])
-def test_replay_paces_batches_at_the_recorded_speed_or_n_times_it(settings, speed):
-    proc = replay_cli(settings, "aalto", FIXTURES / "aalto-paced", "--speed", str(speed), "--run-tag", "paced")
+def test_replay_paces_batches_at_the_recorded_speed_or_n_times_it(settings, layouts, speed):
+    proc = replay_cli(settings, "aalto", layouts["aalto-paced"], "--speed", str(speed), "--run-tag", "paced")
     assert "1 sessions" in proc.stdout
     got = read_batches(settings.bootstrap, settings.topic_raw, until_end=1)
     sent = [msg.timestamp()[1] for msg, _ in got]  # producer CreateTime: when the replay handed it over

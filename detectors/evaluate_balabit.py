@@ -38,7 +38,7 @@ from touchstone.detectors.mouse import MouseFleetScorer
 from touchstone.streams.base import ClosedWindow
 from touchstone.streams.mouse_features import MouseWindower
 
-__all__ = ["ACTION_COUNTS", "evaluate_balabit", "evaluate_balabit_command", "roc_auc"]
+__all__ = ["ACTION_COUNTS", "evaluate_balabit", "evaluate_balabit_command", "read_labels", "roc_auc"]
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,8 @@ def _natural_key(name: str) -> tuple[Any, ...]:
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
-def _read_labels(path: Path) -> dict[str, int]:
+def read_labels(path: Path) -> dict[str, int]:
+    """The public labels CSV (filename,is_illegal) as file name → 1 for an impostor session, 0 genuine."""
     labels: dict[str, int] = {}
     with path.open(newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
@@ -194,7 +195,7 @@ def evaluate_balabit(
         raise ValueError(f"privacy must be one of {sorted(PRIVACY_MODES)}, not {privacy!r}")
     began = time.perf_counter()
     data_dir = Path(data_dir)
-    labels = _read_labels(Path(labels_csv))
+    labels = read_labels(Path(labels_csv))
     training_root, test_root = data_dir / "training_files", data_dir / "test_files"
     if not training_root.is_dir():
         raise FileNotFoundError(f"{training_root} is not a directory (expected the challenge layout)")

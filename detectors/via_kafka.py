@@ -176,18 +176,15 @@ def check_balabit_via_kafka(
     """Every user's training sessions (the fleet, so the models exist) then a few labelled test sessions."""
     from touchstone.collectors.replay import balabit_session_files
     from touchstone.collectors.replay_balabit import iter_balabit_batches
+    from touchstone.detectors.evaluate_balabit import read_labels
 
     root = Path(data_dir)
-    labels = {
-        line.split(",")[0].strip(): line.split(",")[1].strip()
-        for line in Path(labels_csv).read_text().splitlines()[1:]
-        if "," in line
-    }
+    labels = read_labels(Path(labels_csv))
     training = balabit_session_files(root / "training_files")
     tests = [p for p in balabit_session_files(root / "test_files") if p.name in labels]
     # Alternate genuine and illegal sessions so the subset has both.
-    genuine = [p for p in tests if labels[p.name] == "0"]
-    illegal = [p for p in tests if labels[p.name] == "1"]
+    genuine = [p for p in tests if labels[p.name] == 0]
+    illegal = [p for p in tests if labels[p.name] == 1]
     chosen = [p for pair in zip(genuine, illegal, strict=False) for p in pair][:test_sessions]
     batches: list[RawBatch] = []
     for path in [*training, *chosen]:

@@ -199,6 +199,7 @@ def _add_streams_stage(
             last = flushed_at.setdefault(partition, now)
             if now - last >= STATE_FLUSH_S or len(pending) >= STATE_FLUSH_MESSAGES:
                 processor.flush(changed.pop(partition, ()))
+                metrics.STATE_BYTES.set(processor.state_bytes)
                 flushed_at[partition] = now
                 flush_requested.discard(partition)
                 for done in held.pop(partition, []):

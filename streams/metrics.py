@@ -10,6 +10,8 @@ __all__ = [
     "DEAD_LETTERS",
     "DUPLICATES",
     "EVENTS_IN",
+    "KEY_EVENTS_IN",
+    "MOUSE_EVENTS_IN",
     "GAPS",
     "OPEN_SESSIONS",
     "REGRESSIONS",
@@ -18,7 +20,12 @@ __all__ = [
 ]
 
 BATCHES_IN = Counter("touchstone_streams_batches_total", "Raw batches consumed (valid ones).")
-EVENTS_IN = Counter("touchstone_streams_events_total", "Raw input events consumed.", ["modality"])
+EVENTS_IN = Counter(
+    "touchstone_streams_events_total", "Raw input events in valid batches (duplicates included).", ["modality"]
+)
+# Bound once: resolving a label on every batch costs a dictionary lookup under a lock.
+KEY_EVENTS_IN = EVENTS_IN.labels("keys")
+MOUSE_EVENTS_IN = EVENTS_IN.labels("mouse")
 WINDOWS_OUT = Counter("touchstone_streams_windows_total", "Feature windows produced.", ["modality"])
 DEAD_LETTERS = Counter("touchstone_dead_letters_total", "Messages sent to the dead-letter topic.", ["stage", "reason"])
 DUPLICATES = Counter("touchstone_streams_duplicate_batches_total", "Batches dropped as already seen (same seq).")

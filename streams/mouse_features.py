@@ -69,6 +69,12 @@ class ActionType(IntEnum):
     DD = 2
 
 
+# Plain ints for the per-event loops: enum member lookups cost more than the comparisons.
+_MOVE, _PRESS, _RELEASE, _SCROLL = (
+    int(k) for k in (MouseKind.MOVE, MouseKind.PRESS, MouseKind.RELEASE, MouseKind.SCROLL)
+)
+_MM, _PC, _DD = int(ActionType.MM), int(ActionType.PC), int(ActionType.DD)
+
 ACTION_FIELDS: tuple[str, ...] = (
     "type",
     "n_points",
@@ -187,14 +193,14 @@ def _scan(
     gap = np.zeros(n, dtype=bool)
     if n > 1:
         gap[1:] = np.diff(t) > params.pause_ms
-    special = np.flatnonzero(gap | (kind != MouseKind.MOVE))
+    special = np.flatnonzero(gap | (kind != _MOVE))
     drag2 = params.drag_px * params.drag_px
 
     def close_move(stop: int) -> None:
         """Close [seg_start, stop) as a mouse move, if long enough."""
         start = out.seg_start
         if stop - start >= params.min_move_points:
-            out.kinds.append(ActionType.MM)
+            out.kinds.append(_MM)
             out.first.append(start)
             out.last.append(stop - 1)
             out.end_event.append(stop - 1)
@@ -212,12 +218,12 @@ def _scan(
         dragged = bool(((dx * dx + dy * dy) > drag2).any())
         if dragged:
             close_move(p)
-            out.kinds.append(ActionType.DD)
+            out.kinds.append(_DD)
             out.first.append(p)
             out.last.append(end)
             out.pre_click_ms.append(0.0)
         else:
-            out.kinds.append(ActionType.PC)
+            out.kinds.append(_PC)
             out.first.append(out.seg_start)
             out.last.append(p)
             out.pre_click_ms.append(float(t[p] - t[p - 1]) if p > out.seg_start else 0.0)
@@ -246,18 +252,18 @@ def _scan(
             close_move(i)
             out.seg_start = i
             out.start_pressed = False
-        if k == MouseKind.PRESS:
+        if k == _PRESS:
             if not out.pressed:
                 out.pressed = True
                 out.press_idx = i
-        elif k == MouseKind.RELEASE:
+        elif k == _RELEASE:
             if out.pressed:
                 close_press(i, float(t[i]))
             else:
                 close_move(i)
             out.seg_start = i + 1
             out.start_pressed = False
-        elif k == MouseKind.SCROLL and not out.pressed:
+        elif k == _SCROLL and not out.pressed:
             close_move(i)
             out.seg_start = i + 1
             out.start_pressed = False
@@ -523,7 +529,9 @@ class MouseWindower:
         if self.window_actions < 1:
             raise ValueError(f"window_actions must be at least 1, not {self.window_actions}")
         self.params = SegmentParams(
-            pause_ms=float(pause_ms), drag_px=float(drag_px), min_move_points=int(min_move_points),
+            pause_ms=float(pause_ms),
+            drag_px=float(drag_px),
+            min_move_points=int(min_move_points),
             max_points=int(max_points),
         )
         # Buffered, unconsumed events (the open action) and the held-button state at their start.
@@ -577,9 +585,9 @@ class MouseWindower:
             return []
         pressed = self._pressed
         for k in self._kind.tolist():
-            if k == MouseKind.PRESS:
+            if k == _PRESS:
                 pressed = True
-            elif k == MouseKind.RELEASE:
+            elif k == _RELEASE:
                 pressed = False
         if pressed:
             return []
@@ -601,7 +609,7 @@ class MouseWindower:
         scan = _scan(t, kind, x, y, self.params, pressed=self._pressed, final=final)
         self.dropped_short += scan.dropped_short
         windows: list[ClosedWindow] = []
-        consumed_scrolls = np.flatnonzero(kind[: scan.seg_start] == MouseKind.SCROLL)
+        consumed_scrolls = np.flatnonzero(kind[: scan.seg_start] == _SCROLL)
         if scan.kinds:
             matrix = _features_of(scan, t, x, y)
             scroll_at = 0
@@ -670,7 +678,10 @@ class MouseWindower:
             raise ValueError(f"unknown MouseWindower state version {state.get('v')!r}")
         pause_ms, drag_px, min_move_points, max_points = state["params"]
         windower = cls(
-            state["window_actions"], pause_ms=pause_ms, drag_px=drag_px, min_move_points=min_move_points,
+            state["window_actions"],
+            pause_ms=pause_ms,
+            drag_px=drag_px,
+            min_move_points=min_move_points,
             max_points=max_points,
         )
         t, kind, x, y = state["buf"]

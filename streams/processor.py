@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from touchstone.config import Settings
-from touchstone.contracts import FeatureWindow, Limits, decode_raw
+from touchstone.contracts import FeatureWindow, Limits, RawBatch, decode_raw
 from touchstone.errors import ContractError
 from touchstone.streams import metrics
 from touchstone.streams.session import SessionState, WindowerKit
@@ -84,6 +84,14 @@ class RawProcessor:
         self._live: dict[str, tuple[bytes | None, SessionState]] = {}
         self._unflushed: set[str] = set()
         self.last_seen: dict[str, float] = {}
+        # Sizes of the state this processor wrote, for the table-size gauge.
+        self._stored_sizes: dict[str, int] = {}
+        self._state_bytes = 0
+
+    @property
+    def state_bytes(self) -> int:
+        """Bytes of session state this processor last wrote for the sessions it holds."""
+        return self._state_bytes
 
     def _load(self, session_id: str) -> SessionState | None:
         if session_id in self._unflushed:
@@ -107,6 +115,8 @@ class RawProcessor:
     def _write(self, state: SessionState) -> None:
         data = orjson.dumps(state.to_state(), option=orjson.OPT_SERIALIZE_NUMPY)
         self.states[state.session_id] = data
+        self._state_bytes += len(data) - self._stored_sizes.get(state.session_id, 0)
+        self._stored_sizes[state.session_id] = len(data)
         self._live[state.session_id] = (data, state)
 
     def flush(self, session_ids: Iterable[str] | None = None) -> int:
@@ -120,11 +130,13 @@ class RawProcessor:
     def discard(self, session_ids: Iterable[str]) -> None:
         """Forget the in-memory copies (e.g. of partitions handed to another worker), writing nothing."""
         for session_id in session_ids:
+            self._state_bytes -= self._stored_sizes.pop(session_id, 0)
             self._unflushed.discard(session_id)
             self._live.pop(session_id, None)
             self.last_seen.pop(session_id, None)
 
     def _forget(self, session_id: str) -> None:
+        self._state_bytes -= self._stored_sizes.pop(session_id, 0)
         self._unflushed.discard(session_id)
         self._live.pop(session_id, None)
         self.last_seen.pop(session_id, None)
@@ -160,9 +172,10 @@ class RawProcessor:
                     reason="identity_mismatch",
                     detail=f"session {batch.session_id} belongs to {state.user!r}, batch claims {batch.user!r}",
                 )
-            before = state.counters.as_dict()
+            counters = state.counters
+            before = (counters.batches, counters.duplicates, counters.gaps, counters.regressions)
             windows = state.accept(batch, now_ms)
-            self._count(before, state)
+            self._count(before, state, batch)
             self.last_seen[batch.session_id] = time.time() * 1000.0
             self._store(state)
             return ProcessResult(windows=windows, session_id=batch.session_id)
@@ -173,12 +186,22 @@ class RawProcessor:
         finally:
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
-    def _count(self, before: dict[str, int], state: SessionState) -> None:
-        after = state.counters.as_dict()
-        metrics.BATCHES_IN.inc(after["batches"] - before["batches"])
-        metrics.DUPLICATES.inc(after["duplicates"] - before["duplicates"])
-        metrics.GAPS.inc(after["gaps"] - before["gaps"])
-        metrics.REGRESSIONS.inc(after["regressions"] - before["regressions"])
+    def _count(self, before: tuple[int, int, int, int], state: SessionState, batch: RawBatch) -> None:
+        # Only non-zero increments: each prometheus call takes a lock, and most batches change one counter.
+        counters = state.counters
+        if counters.batches != before[0]:
+            metrics.BATCHES_IN.inc(counters.batches - before[0])
+        if len(batch.keys):
+            metrics.KEY_EVENTS_IN.inc(len(batch.keys))
+        if len(batch.mouse):
+            metrics.MOUSE_EVENTS_IN.inc(len(batch.mouse))
+        for metric, value, old in (
+            (metrics.DUPLICATES, counters.duplicates, before[1]),
+            (metrics.GAPS, counters.gaps, before[2]),
+            (metrics.REGRESSIONS, counters.regressions, before[3]),
+        ):
+            if value != old:
+                metric.inc(value - old)
 
     def _control(self, value: bytes, now_ms: float | None) -> ProcessResult:
         doc = orjson.loads(value)

@@ -23,7 +23,7 @@ from touchstone.contracts._checks import (
     field_float,
     field_int,
     field_str,
-    numeric_column,
+    numeric_columns,
     require_object,
     string_column,
 )
@@ -180,22 +180,20 @@ def encode_raw(batch: RawBatch) -> bytes:
 def _check_times(t: np.ndarray, stream: str, mono: float) -> None:
     if not t.size:
         return
-    if t[0] < 0 or t[-1] > MAX_SESSION_MS:
+    first, last = float(t[0]), float(t[-1])
+    if first < 0 or last > MAX_SESSION_MS:
         raise ContractError("absurd_timestamp", f"{stream}.t must lie within [0, {MAX_SESSION_MS:.0f}] ms")
-    if t.size > 1 and bool((np.diff(t) < 0).any()):
+    if t.size > 1 and not (t[1:] >= t[:-1]).all():
         index = int(np.argmax(np.diff(t) < 0)) + 1
         raise ContractError("non_monotonic", f"{stream}.t goes backwards at index {index}")
-    if t[-1] > mono + ANCHOR_SLACK_MS:
-        raise ContractError(
-            "future_event", f"{stream}.t ends at {t[-1]:.1f} ms, after the batch anchor mono={mono:.1f}"
-        )
+    if last > mono + ANCHOR_SLACK_MS:
+        raise ContractError("future_event", f"{stream}.t ends at {last:.1f} ms, after the batch anchor mono={mono:.1f}")
 
 
 def _decode_keys(cols: Any, mono: float) -> KeyEvents:
     if not isinstance(cols, dict):
         raise ContractError("wrong_type", "field 'keys' must be an object of columns")
-    t = numeric_column(cols, "keys", "t", None)
-    down = numeric_column(cols, "keys", "d", t.size)
+    t, down = numeric_columns(cols, "keys", ("t", "d"))
     # Plain comparisons: np.isin costs tens of microseconds on the few values of one batch.
     if down.size and not ((down == 0.0) | (down == 1.0)).all():
         raise ContractError("bad_value", "column keys.d must hold 1 (press) or 0 (release)")
@@ -204,21 +202,35 @@ def _decode_keys(cols: Any, mono: float) -> KeyEvents:
     return KeyEvents(t=t, down=down.astype(bool), key=key)
 
 
+# Inclusive bounds of the mouse columns e, x, y, b (rows 1-4 of the block); e and b are integers.
+_MOUSE_LOW = (0.0, -1e6, -1e6, -10_000.0)
+_MOUSE_HIGH = (3.0, 1e6, 1e6, 10_000.0)
+_MOUSE_BOUND_ERRORS = (
+    "column mouse.e must hold 0 move, 1 press, 2 release or 3 scroll",
+    "mouse coordinates must lie within +-1e6 px",
+    "mouse coordinates must lie within +-1e6 px",
+    "column mouse.b must hold small integers",
+)
+
+
 def _decode_mouse(cols: Any, mono: float) -> MouseEvents:
     if not isinstance(cols, dict):
         raise ContractError("wrong_type", "field 'mouse' must be an object of columns")
-    t = numeric_column(cols, "mouse", "t", None)
-    kind = numeric_column(cols, "mouse", "e", t.size)
-    if kind.size and not ((kind >= 0.0) & (kind <= 3.0) & (kind == np.floor(kind))).all():
-        raise ContractError("bad_value", "column mouse.e must hold 0 move, 1 press, 2 release or 3 scroll")
-    x = numeric_column(cols, "mouse", "x", t.size)
-    y = numeric_column(cols, "mouse", "y", t.size)
-    button = numeric_column(cols, "mouse", "b", t.size)
-    if x.size and (np.abs(x).max() > 1e6 or np.abs(y).max() > 1e6):
-        raise ContractError("bad_value", "mouse coordinates must lie within +-1e6 px")
-    if button.size and (np.abs(button).max() > 10_000 or not (button == np.round(button)).all()):
-        raise ContractError("bad_value", "column mouse.b must hold small integers")
+    # Whole-block reductions: a few numpy calls per batch instead of a few per column.
+    block = numeric_columns(cols, "mouse", ("t", "e", "x", "y", "b"))
+    t, kind, x, y, button = block
+    if t.size:
+        lows = block[1:].min(axis=1).tolist()
+        highs = block[1:].max(axis=1).tolist()
+        for row, (low, high) in enumerate(zip(lows, highs, strict=True)):
+            if low < _MOUSE_LOW[row] or high > _MOUSE_HIGH[row]:
+                raise ContractError("bad_value", _MOUSE_BOUND_ERRORS[row])
+        codes = block[1::3]  # e and b
+        if not (codes == np.rint(codes)).all():
+            which = 0 if not (kind == np.rint(kind)).all() else 3
+            raise ContractError("bad_value", _MOUSE_BOUND_ERRORS[which])
     _check_times(t, "mouse", mono)
+    # Rows of one C-ordered block are contiguous views; nothing writes to them.
     return MouseEvents(t=t, kind=kind.astype(np.int8), x=x, y=y, button=button.astype(np.int16))
 
 
@@ -262,14 +274,19 @@ def _declared_events(doc: dict[str, Any]) -> int:
     return total
 
 
+# Shared empty streams for batches without keys or without mouse events: both are immutable.
+_NO_KEYS = KeyEvents()
+_NO_MOUSE = MouseEvents()
+
+
 def _decode_fields(doc: dict[str, Any], limits: Limits) -> RawBatch:
     # Size first: an oversize batch is refused before any per-event work.
     n_events = _declared_events(doc)
     if n_events > limits.max_events:
         raise ContractError("oversize", f"batch holds {n_events} events, limit {limits.max_events}")
     mono = field_float(doc, "mono", minimum=0.0, maximum=MAX_SESSION_MS, reason="absurd_timestamp")
-    keys = _decode_keys(doc["keys"], mono) if "keys" in doc else KeyEvents()
-    mouse = _decode_mouse(doc["mouse"], mono) if "mouse" in doc else MouseEvents()
+    keys = _decode_keys(doc["keys"], mono) if "keys" in doc else _NO_KEYS
+    mouse = _decode_mouse(doc["mouse"], mono) if "mouse" in doc else _NO_MOUSE
     return RawBatch(
         session_id=field_str(doc, "session_id"),
         user=field_str(doc, "user"),

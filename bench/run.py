@@ -6,6 +6,10 @@ Every figure in a report comes from the same run on the same machine, so ratios
 - ``in_process``: the feature and scoring code alone (no Kafka): the ceiling of the work.
 - ``bare_consume``: a confluent-kafka consume + orjson decode loop on the same raw topic:
   the ceiling of the transport.
+- ``streams_stage``: raw batches → feature windows through one worker running only the streams
+  stage (the stream workers' own capacity), for the configured collector batch interval and for
+  0.25 s and 1 s batches of the same behaviour: a worker pays per message, so events per message
+  set its events per second.
 - ``pipeline``: raw batches → Faust workers (streams + detect) → risk updates and alerts,
   for 1 and 2 worker processes; events/s from first produce to last window scored.
 - ``latency``: event-to-decision latency at a steady real-time load: capture time of a
@@ -50,10 +54,12 @@ console = Console(stderr=True)
 Encoded = list[tuple[bytes, bytes, float, int]]  # key, value, wall (ms), events
 
 
-def _workload(agents: int, duration_s: float, sessions: int, seed: int) -> Encoded:
+def _workload(agents: int, duration_s: float, sessions: int, seed: int, interval_s: float) -> Encoded:
+    """Simulated batches cut as a collector with batch interval ``interval_s`` cuts them."""
+    from touchstone.collectors.batcher import BatchPolicy
     from touchstone.collectors.simulate import Fleet
 
-    fleet = Fleet(agents, seed=seed, start_ms=time.time() * 1000.0)
+    fleet = Fleet(agents, seed=seed, start_ms=time.time() * 1000.0, policy=BatchPolicy(max_interval_s=interval_s))
     return [
         (b.session_id.encode(), encode_raw(b), b.wall, b.n_events)
         for b in fleet.history(duration_s, sessions=sessions, gap_s=30.0)
@@ -113,8 +119,12 @@ def _bare_consume(settings: Settings, work: Encoded) -> dict[str, Any]:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     consumer = Consumer(
-        {"bootstrap.servers": settings.bootstrap, "group.id": f"bench-bare-{uuid.uuid4().hex[:6]}",
-         "enable.auto.commit": False, "enable.partition.eof": False}
+        {
+            "bootstrap.servers": settings.bootstrap,
+            "group.id": f"bench-bare-{uuid.uuid4().hex[:6]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        }
     )
     try:
         partitions = consumer.list_topics(settings.topic_raw, timeout=30).topics[settings.topic_raw].partitions
@@ -134,8 +144,12 @@ def _bare_consume(settings: Settings, work: Encoded) -> dict[str, Any]:
         elapsed = time.perf_counter() - (started if started is not None else time.perf_counter())
     finally:
         consumer.close()
-    return {"events": events, "messages": messages, "seconds": round(elapsed, 3),
-            "events_per_s": round(events / max(elapsed, 1e-9))}
+    return {
+        "events": events,
+        "messages": messages,
+        "seconds": round(elapsed, 3),
+        "events_per_s": round(events / max(elapsed, 1e-9)),
+    }
 
 
 def _fresh_topics(settings: Settings, tag: str) -> Settings:
@@ -180,7 +194,7 @@ def _pipeline(settings: Settings, work: Encoded, decisions: int, workers: int, l
     run = _fresh_topics(settings, tag)
     procs = _start_workers(run, workers, f"bench-{tag}", log_dir)
     try:
-        warmup = _workload(4, 20.0, 1, seed=99)
+        warmup = _workload(4, 20.0, 1, seed=99, interval_s=settings.batch_interval_s)
         warm_decisions = _in_process(run, warmup)["risk_updates"]
         producer = make_producer(run.bootstrap)
         produce_values(producer, run.topic_raw, ((k, v) for k, v, _, _ in warmup))
@@ -213,6 +227,64 @@ def _pipeline(settings: Settings, work: Encoded, decisions: int, workers: int, l
             proc.stop()
 
 
+def _streams_stage(settings: Settings, agents: int, duration_s: float, interval_s: float, log_dir: Path) -> dict:
+    """Raw batches → feature windows through one worker running only the streams stage.
+
+    Same fleet, same behaviour; only the collector's batch interval differs between calls, so
+    the figures show what a worker's capacity owes to events per message. Timed from the first
+    produce to the newest feature window's record timestamp.
+    """
+    work = _workload(agents, duration_s, 2, seed=1, interval_s=interval_s)
+    windows = _window_count(settings, work)
+    tag = f"s{int(interval_s * 1000)}-{uuid.uuid4().hex[:6]}"
+    run = _fresh_topics(settings, tag)
+    procs = [
+        start_touchstone(
+            f"bench-{tag}",
+            ["worker", "--app-id", f"bench-{tag}", "--stages", "streams", "--log-level", "warning"],
+            run,
+            log_dir,
+        )
+    ]
+    try:
+        warmup = _workload(4, 20.0, 1, seed=99, interval_s=interval_s)
+        warm_windows = _window_count(settings, warmup)
+        producer = make_producer(run.bootstrap)
+        produce_values(producer, run.topic_raw, ((k, v) for k, v, _, _ in warmup))
+        producer.flush(30)
+        if _drain(run, run.topic_features, warm_windows, procs, 180) is None:
+            return {"error": "the worker died during warm-up", "log": procs[0].log_tail(20)}
+        started_ms = time.time() * 1000.0
+        produce_values(producer, run.topic_raw, ((k, v) for k, v, _, _ in work))
+        producer.flush(60)
+        drained = _drain(run, run.topic_features, warm_windows + windows, procs, 600)
+        if drained is None:
+            return {"error": "the worker died", "log": procs[0].log_tail(20)}
+        count, last_ms = drained
+        elapsed = max(last_ms - started_ms, 1.0) / 1000.0
+        events = _events(work)
+        return {
+            "batch_interval_s": interval_s,
+            "events": events,
+            "messages": len(work),
+            "events_per_message": round(events / len(work), 1),
+            "windows_expected": windows,
+            "windows_seen": count - warm_windows,
+            "complete": count >= warm_windows + windows,
+            "seconds": round(elapsed, 3),
+            "events_per_s": round(events / elapsed),
+            "messages_per_s": round(len(work) / elapsed),
+        }
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+def _window_count(settings: Settings, work: Encoded) -> int:
+    processor = RawProcessor(settings, {}, write_behind=True)
+    return sum(len(processor.process(value, now_ms=0.0).windows) for _, value, _, _ in work)
+
+
 def _paced(work: Encoded, settings: Settings) -> float:
     """Publish each batch once the wall clock reaches its ``wall`` time, as a live collector would.
 
@@ -232,10 +304,17 @@ def _paced(work: Encoded, settings: Settings) -> float:
     return worst
 
 
-def _live_workload(agents: int, duration_s: float, seed: int) -> Encoded:
+def _live_workload(agents: int, duration_s: float, seed: int, interval_s: float) -> Encoded:
+    from touchstone.collectors.batcher import BatchPolicy
     from touchstone.collectors.simulate import Fleet
 
-    fleet = Fleet(agents, seed=seed, start_ms=time.time() * 1000.0 + 5000.0, stagger_s=1.0)
+    fleet = Fleet(
+        agents,
+        seed=seed,
+        start_ms=time.time() * 1000.0 + 5000.0,
+        stagger_s=1.0,
+        policy=BatchPolicy(max_interval_s=interval_s),
+    )
     return [(b.session_id.encode(), encode_raw(b), b.wall, b.n_events) for b in fleet.iter_batches(duration_s)]
 
 
@@ -261,9 +340,10 @@ def _latencies(settings: Settings, since_ms: float) -> dict[str, list[float]]:
     """
     closed_by = {
         doc.window_id: f"{doc.modality}/{doc.closed_by}"
-        for doc in (decode_window(r.value) for r in consume(
-            settings.bootstrap, [settings.topic_features], idle_s=3.0, timeout_s=120
-        ))
+        for doc in (
+            decode_window(r.value)
+            for r in consume(settings.bootstrap, [settings.topic_features], idle_s=3.0, timeout_s=120)
+        )
     }
     out: dict[str, list[float]] = {}
     for record in consume(settings.bootstrap, [settings.topic_risk], idle_s=3.0, timeout_s=120):
@@ -292,7 +372,7 @@ def _realtime_step(settings: Settings, agents: int, duration_s: float, log_dir: 
     procs = _start_workers(run, 1, f"bench-{tag}", log_dir)
     try:
         console.print(f"[dim]  {agents} agents: generating {duration_s:.0f} s of behaviour …[/]")
-        work = _live_workload(agents, duration_s, seed=agents)
+        work = _live_workload(agents, duration_s, seed=agents, interval_s=settings.batch_interval_s)
         producer = make_producer(run.bootstrap)
         produce_values(producer, run.topic_raw, ((k, v) for k, v, _, _ in enrol))
         producer.flush(60)
@@ -342,7 +422,7 @@ def run_bench(settings: Settings, *, quick: bool = False) -> dict[str, Any]:
     report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "quick": quick}}
     with broker_for_run(settings.replace(state_dir=str(log_dir)), log_dir, say=console.print) as base:
         console.print(f"[bold]bench[/]: workload {agents} agents × {duration:.0f} s × 2 sessions")
-        work = _workload(agents, duration, 2, seed=1)
+        work = _workload(agents, duration, 2, seed=1, interval_s=base.batch_interval_s)
         inproc = _in_process(base, work)
         sizes = inproc.pop("_state_sizes")
         report["memory"] = {
@@ -360,6 +440,19 @@ def run_bench(settings: Settings, *, quick: bool = False) -> dict[str, Any]:
         producer.flush(60)
         report["bare_consume"] = _bare_consume(raw, work)
         console.print(f"  bare consume + decode: {report['bare_consume']}")
+
+        # The streams stage alone (raw → feature windows), at the configured batch interval and on
+        # either side of it, one after the other in this run.
+        intervals = sorted({0.25, base.batch_interval_s, 1.0})
+        streams_stage = {}
+        for interval in intervals:
+            console.print(f"  streams stage, 1 worker, {interval:g} s batches …")
+            streams_stage[f"{interval:g}"] = _streams_stage(base, agents, duration, interval, log_dir)
+            console.print(f"    {streams_stage[f'{interval:g}']}")
+        report["streams_stage"] = {
+            "default_batch_interval_s": base.batch_interval_s,
+            "by_batch_interval_s": streams_stage,
+        }
 
         pipeline = {}
         for workers in (1, 2):
@@ -380,7 +473,7 @@ def run_bench(settings: Settings, *, quick: bool = False) -> dict[str, Any]:
             "scaling_2_vs_1_workers": round(two / one, 3) if one and two else None,
         }
 
-        enrol = _workload(min(steps), 120.0, 1, seed=5)
+        enrol = _workload(min(steps), 120.0, 1, seed=5, interval_s=base.batch_interval_s)
         realtime = []
         for count in steps:
             console.print(f"  real time: {count} agents for {live_s:.0f} s …")

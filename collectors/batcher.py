@@ -30,6 +30,7 @@ import orjson
 import touchstone
 
 if TYPE_CHECKING:
+    from touchstone.config import Settings
     from touchstone.contracts import RawBatch
 
 __all__ = [
@@ -68,7 +69,7 @@ class BatchPolicy:
     or (idle) a heartbeat ``heartbeat_s`` after the last batch."""
 
     max_events: int = 200
-    max_interval_s: float = 0.25
+    max_interval_s: float = 0.5  # the default of Settings.batch_interval_s
     heartbeat_s: float = 5.0
 
     def __post_init__(self) -> None:
@@ -76,6 +77,11 @@ class BatchPolicy:
             raise ValueError(f"max_events must be at least 1, got {self.max_events}")
         if not self.max_interval_s > 0 or not self.heartbeat_s > 0:
             raise ValueError("max_interval_s and heartbeat_s must be positive")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BatchPolicy:
+        """The configured interval; at most 200 events (or the workers' limit, if lower) per batch."""
+        return cls(max_events=min(200, settings.max_batch_events), max_interval_s=settings.batch_interval_s)
 
 
 @dataclass(frozen=True, slots=True)

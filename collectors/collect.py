@@ -320,7 +320,7 @@ def run_collector(
                     publisher,
                     user=user or default_user(),
                     privacy=mode,
-                    policy=policy or BatchPolicy(max_events=min(200, settings.max_batch_events)),
+                    policy=policy or BatchPolicy.from_settings(settings),
                     metrics=metrics,
                     user_file=user_path,
                 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from touchstone.collectors.batcher import BatchPolicy
 from touchstone.collectors.replay import replay_batches
 from touchstone.collectors.simulate import Fleet, Takeover
 from touchstone.config import Settings
@@ -25,7 +26,7 @@ def publish_simulation(
     ``speed`` paces the fleet in real time (1) or N× faster; None publishes as fast as Kafka takes it.
     """
     takeovers = [] if impostor_at_s is None else [Takeover("agent-000", impostor_at_s, "outsider-sim")]
-    fleet = Fleet(agents, seed=seed, takeovers=takeovers)
+    fleet = Fleet(agents, seed=seed, takeovers=takeovers, policy=BatchPolicy.from_settings(settings))
     batches = fleet.iter_batches(duration_s, realtime=speed is not None, speed=speed or 1.0)
     # The fleet paces itself across sessions; the publisher must not pace each session again.
     report = replay_batches(batches, settings, speed=None, total_sessions=agents, description="simulate")

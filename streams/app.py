@@ -186,7 +186,6 @@ def _add_streams_stage(
         for window in result.windows:
             await features_topic.send(key=window.user.encode(), value=encode_window(window))
             metrics.WINDOWS_OUT.labels(window.modality).inc()
-        metrics.OPEN_SESSIONS.set(len(processor.last_seen))
 
     @app.agent(source, concurrency=1)
     async def windows_from_raw(stream: faust.StreamT[bytes]) -> None:
@@ -200,6 +199,7 @@ def _add_streams_stage(
             if now - last >= STATE_FLUSH_S or len(pending) >= STATE_FLUSH_MESSAGES:
                 processor.flush(changed.pop(partition, ()))
                 metrics.STATE_BYTES.set(processor.state_bytes)
+                metrics.OPEN_SESSIONS.set(len(processor.last_seen))
                 flushed_at[partition] = now
                 flush_requested.discard(partition)
                 for done in held.pop(partition, []):

@@ -565,10 +565,17 @@ class MouseWindower:
         if n_new == 0:
             return []
         self.events_in += n_new
-        t = np.concatenate((self._t, np.asarray(events.t, dtype=np.float64)))
-        kind = np.concatenate((self._kind, np.asarray(events.kind, dtype=np.int8)))
-        x = np.concatenate((self._x, np.asarray(events.x, dtype=np.float64)))
-        y = np.concatenate((self._y, np.asarray(events.y, dtype=np.float64)))
+        new_t = np.asarray(events.t, dtype=np.float64)
+        new_kind = np.asarray(events.kind, dtype=np.int8)
+        new_x = np.asarray(events.x, dtype=np.float64)
+        new_y = np.asarray(events.y, dtype=np.float64)
+        if self._t.shape[0] == 0:  # nothing buffered (the pointer rested): no concatenation needed
+            t, kind, x, y = new_t, new_kind, new_x, new_y
+        else:
+            t = np.concatenate((self._t, new_t))
+            kind = np.concatenate((self._kind, new_kind))
+            x = np.concatenate((self._x, new_x))
+            y = np.concatenate((self._y, new_y))
         return self._advance(t, kind, x, y, final=False, reason="count")
 
     def advance(self, now_t: float) -> list[ClosedWindow]:
@@ -583,12 +590,9 @@ class MouseWindower:
         n = self._t.shape[0]
         if n == 0 or now_t - float(self._t[-1]) <= self.params.pause_ms + ANCHOR_MARGIN_MS:
             return []
-        pressed = self._pressed
-        for k in self._kind.tolist():
-            if k == _PRESS:
-                pressed = True
-            elif k == _RELEASE:
-                pressed = False
+        # Held at the end of the buffer: the last button event is a press (or none, and held at its start).
+        buttons = np.flatnonzero((self._kind == _PRESS) | (self._kind == _RELEASE))
+        pressed = self._pressed if buttons.size == 0 else bool(self._kind[buttons[-1]] == _PRESS)
         if pressed:
             return []
         return self._advance(self._t, self._kind, self._x, self._y, final=True, reason="count")

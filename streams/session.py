@@ -195,7 +195,8 @@ class SessionState:
             closed.extend(advance(batch.mono))
         if batch.end:
             closed.extend(self.close("session_end"))
-        closed.sort(key=lambda c: (c.end_t, c.modality, c.index))
+        if len(closed) > 1:
+            closed.sort(key=lambda c: (c.end_t, c.modality, c.index))
         return closed
 
     def close(self, reason: str) -> list[ClosedWindow]:

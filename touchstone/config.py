@@ -59,6 +59,12 @@ class Settings:
     snapshot_key_file: str = _doc("File holding the key that authenticates detector model snapshots (HMAC-SHA256).", "")
     key_window: int = _doc("Keystrokes per keystroke feature window.", 50)
     mouse_window: int = _doc("Mouse actions per mouse feature window.", 10)
+    batch_interval_s: float = _doc(
+        "Collector: longest an event waits before its batch is sent (s). Workers pay per message, so longer"
+        " batches raise a worker's capacity; each second adds to decision latency and to what a collector"
+        " crash can lose.",
+        0.5,
+    )
     session_idle_s: float = _doc("Seconds without events after which a session is closed.", 300.0)
     group_session_timeout_s: float = _doc(
         "Seconds before a silent worker's partitions are handed to the others (Kafka group session timeout).",
@@ -71,6 +77,10 @@ class Settings:
     )
     metrics_port: int = _doc("Port of the Prometheus /metrics endpoint (0 = off).", 0)
     metrics_host: str = _doc("Address the /metrics endpoint binds (0.0.0.0 in containers).", "127.0.0.1")
+    worker_event_loop: str = _doc(
+        "Event loop of stream workers: uvloop (faster per message; falls back to asyncio when missing) or asyncio.",
+        "uvloop",
+    )
     log_level: str = _doc("Log level: DEBUG, INFO, WARNING, ERROR.", "INFO")
 
     def __post_init__(self) -> None:
@@ -79,6 +89,10 @@ class Settings:
         for name in ("partitions", "replication", "max_batch_events", "key_window", "mouse_window"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+        if self.worker_event_loop not in {"uvloop", "asyncio"}:
+            raise ConfigError(f"worker_event_loop must be uvloop or asyncio, not {self.worker_event_loop!r}")
+        if not 0.01 <= self.batch_interval_s <= 10.0:
+            raise ConfigError(f"batch_interval_s must lie within [0.01, 10] seconds, not {self.batch_interval_s!r}")
 
     @property
     def state_path(self) -> Path:

@@ -166,6 +166,7 @@ def run_demo(
     case, and the one the fleet models learn) or ``outsider`` (a person the fleet never saw; the
     simulator draws them from the population, and detecting them takes longer).
     """
+    from touchstone.collectors.batcher import BatchPolicy
     from touchstone.collectors.simulate import Fleet, Takeover
 
     console = Console()
@@ -197,7 +198,12 @@ def run_demo(
         intruder = COLLEAGUE if impostor == "colleague" and agents > 1 else f"outsider-{run_id}"
         if intruder == COLLEAGUE and int(COLLEAGUE.rpartition("-")[2]) >= agents:
             intruder = f"agent-{agents - 1:03d}"
-        fleet = Fleet(agents, seed=seed, takeovers=[Takeover(VICTIM, takeover_at, intruder)])
+        fleet = Fleet(
+            agents,
+            seed=seed,
+            takeovers=[Takeover(VICTIM, takeover_at, intruder)],
+            policy=BatchPolicy.from_settings(settings),
+        )
         board = LiveBoard(victim=VICTIM, takeover_wall_ms=fleet.start_ms + takeover_at * 1000.0)
         watcher = _Watcher(settings, board)
         try:

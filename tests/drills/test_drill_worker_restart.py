@@ -63,7 +63,8 @@ def test_sigkilled_worker_is_replaced_and_the_detector_resumes_from_its_changelo
     )  # fmt: skip
     # Capture times in the past: the engine caps its clock at wall time + skew, and the worker and the
     # reference run at different wall times.
-    fleet = Fleet(16, seed=5, start_ms=START_MS, takeovers=[Takeover("agent-001", 60.0, "agent-005")])
+    # Enough windows (about 2,100) that the kill after the first checkpoint (1,000) leaves half to resume.
+    fleet = Fleet(24, seed=5, start_ms=START_MS, takeovers=[Takeover("agent-001", 60.0, "agent-005")])
     batches = [*fleet.history(240.0, sessions=2, gap_s=30.0), *(b for b, _ in fleet.iter_labelled(240.0))]
     # The reference is CPU work of its own; it runs while the worker does.
     pool = ThreadPoolExecutor(1)

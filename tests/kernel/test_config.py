@@ -24,6 +24,9 @@ def test_environment_overrides_defaults():
         ({"TOUCHSTONE_PARTITIONS": "many"}, "TOUCHSTONE_PARTITIONS='many' is not a valid int"),
         ({"TOUCHSTONE_PRIVACY": "plain"}, "privacy must be timing, keyed or full"),
         ({"TOUCHSTONE_KEY_WINDOW": "0"}, "key_window must be at least 1"),
+        ({"TOUCHSTONE_BATCH_INTERVAL_S": "0"}, "batch_interval_s must lie within"),
+        ({"TOUCHSTONE_BATCH_INTERVAL_S": "60"}, "batch_interval_s must lie within"),
+        ({"TOUCHSTONE_WORKER_EVENT_LOOP": "trio"}, "worker_event_loop must be uvloop or asyncio"),
     ],
 )
 def test_bad_values_are_clear_errors(env, message):
@@ -39,3 +42,12 @@ def test_unknown_override_is_rejected():
 def test_configuration_doc_matches_the_code():
     # docs/configuration.md is generated: `touchstone config --markdown > docs/configuration.md`
     assert (ROOT / "docs" / "configuration.md").read_text() == configuration_markdown()
+
+
+def test_collectors_cut_batches_at_the_configured_interval():
+    from touchstone.collectors.batcher import BatchPolicy
+
+    policy = BatchPolicy.from_settings(load_settings({"TOUCHSTONE_BATCH_INTERVAL_S": "1.5"}))
+    assert policy.max_interval_s == 1.5
+    # The dataclass default and the setting's default are one number, stated twice.
+    assert BatchPolicy().max_interval_s == load_settings({}).batch_interval_s

@@ -124,9 +124,15 @@ def add_detect_stage(app: faust.App, settings: Settings, features_topic: faust.T
         state.last_checkpoint = time.monotonic()
         metrics.CHECKPOINT_BYTES.set(len(data))
 
+    # Bumped on every revocation: a window whose handling spans one (it awaits its alerts) belongs
+    # to an engine that was just dropped, so it must not checkpoint or acknowledge anything (that
+    # checkpoint would land in a partition another worker may own by now).
+    revocations = [0]
+
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
         # The next owner restores from the table; events we held will be redelivered to it.
+        revocations[0] += 1
         for tp in revoked:
             if tp.topic == settings.topic_features and engines.pop(tp.partition, None) is not None:
                 log.info("partition %d revoked: detector state handed over", tp.partition)
@@ -141,6 +147,7 @@ def add_detect_stage(app: faust.App, settings: Settings, features_topic: faust.T
     async def alerts_from_windows(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.noack().events():
             message = event.message
+            before = revocations[0]
             state = engine_for(message.partition)
             state.held.append(event)
             started = time.perf_counter()
@@ -165,6 +172,8 @@ def add_detect_stage(app: faust.App, settings: Settings, features_topic: faust.T
             update = None if replayed else risk_update(state.engine, window)
             if update is not None:
                 await risk_topic.send(key=window.session_id.encode(), value=update)
+            if revocations[0] != before:
+                continue  # redelivered from the committed offset to the partition's owner
             since_ms = (time.monotonic() - state.last_checkpoint) * 1000.0
             if policy.due(len(state.held), since_ms):
                 checkpoint(message.partition, state, message.offset)

@@ -145,10 +145,16 @@ def _add_streams_stage(
     changed: dict[int, set[str]] = {}
     flushed_at: dict[int, float] = {}
     flush_requested: set[int] = set()
+    # Bumped on every revocation. A message whose handling spans one (it awaits a send) may have
+    # changed a session whose in-memory state was just discarded, in a partition that may be
+    # another worker's by now: its effect is dropped, not flushed or acknowledged, and Kafka
+    # redelivers it from the committed offset to whoever owns the partition.
+    revocations = [0]
 
     @app.on_partitions_revoked.connect
     async def drop_revoked_sessions(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
         # The next owner restores the flushed state and Kafka redelivers the held messages to it.
+        revocations[0] += 1
         for tp in revoked:
             if tp.topic not in (settings.topic_raw, settings.topic_raw_full):
                 continue
@@ -169,14 +175,15 @@ def _add_streams_stage(
         else raw_topic
     )
 
-    async def handle(message: Any, value: Any) -> None:
+    async def handle(message: Any, value: Any) -> str | None:
+        """Process one raw message; returns the session it changed, if any."""
         if not isinstance(value, bytes):
             await dead_letter("streams", "wrong_type", "message value is not bytes", message)
-            return
+            return None
         result = processor.process(value, restricted=message.topic == settings.topic_raw_full)
         if result.reason is not None:
             await dead_letter("streams", result.reason, result.detail, message, redact=result.redact)
-            return
+            return None
         if result.session_id is not None:
             changed.setdefault(message.partition, set()).add(result.session_id)
             if result.session_id in processor.last_seen:
@@ -186,14 +193,21 @@ def _add_streams_stage(
         for window in result.windows:
             await features_topic.send(key=window.user.encode(), value=encode_window(window))
             metrics.WINDOWS_OUT.labels(window.modality).inc()
+        return result.session_id
 
     @app.agent(source, concurrency=1)
     async def windows_from_raw(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.noack().events():
             partition = event.message.partition
+            before = revocations[0]
+            session_id = await handle(event.message, event.value)
+            if revocations[0] != before:
+                if session_id is not None:
+                    processor.discard([session_id])
+                    session_partition.pop(session_id, None)
+                continue
             pending = held.setdefault(partition, [])
             pending.append(event)
-            await handle(event.message, event.value)
             now = time.monotonic()
             last = flushed_at.setdefault(partition, now)
             if now - last >= STATE_FLUSH_S or len(pending) >= STATE_FLUSH_MESSAGES:

@@ -161,11 +161,11 @@ def _fresh_topics(settings: Settings, tag: str) -> Settings:
     return fresh
 
 
-def _start_workers(settings: Settings, count: int, app_id: str, log_dir: Path) -> list[ManagedProcess]:
-    return [
-        start_touchstone(f"{app_id}-{i}", ["worker", "--app-id", app_id, "--log-level", "warning"], settings, log_dir)
-        for i in range(count)
-    ]
+def _start_workers(
+    settings: Settings, count: int, app_id: str, log_dir: Path, stages: str = "streams,detect"
+) -> list[ManagedProcess]:
+    args = ["worker", "--app-id", app_id, "--stages", stages, "--log-level", "warning"]
+    return [start_touchstone(f"{app_id}-{i}", args, settings, log_dir) for i in range(count)]
 
 
 def _drain(
@@ -189,36 +189,61 @@ def _drain(
     return len(records), max((r.timestamp_ms for r in records), default=0)
 
 
+def _timed_load(
+    run: Settings,
+    procs: list[ManagedProcess],
+    topic: str,
+    warmup: tuple[Encoded, int],
+    work: tuple[Encoded, int],
+    timeout_s: float,
+) -> dict[str, Any]:
+    """Warm the workers up, then publish ``work`` and read ``topic`` until its expected count.
+
+    ``warmup`` and ``work`` are (batches, records expected on ``topic``). Returns the count seen and
+    the seconds from the first produce to the newest record's own timestamp, or the error.
+    """
+    (warm_batches, warm_expected), (batches, expected) = warmup, work
+    producer = make_producer(run.bootstrap)
+    produce_values(producer, run.topic_raw, ((k, v) for k, v, _, _ in warm_batches))
+    producer.flush(30)
+    if _drain(run, topic, warm_expected, procs, 180) is None:
+        return {"error": "a worker died during warm-up", "log": procs[0].log_tail(20)}
+    started_ms = time.time() * 1000.0
+    produce_values(producer, run.topic_raw, ((k, v) for k, v, _, _ in batches))
+    producer.flush(60)
+    produced_s = time.time() - started_ms / 1000.0
+    drained = _drain(run, topic, warm_expected + expected, procs, timeout_s)
+    if drained is None:
+        return {"error": "a worker died", "log": "\n".join(p.log_tail(20) for p in procs)}
+    count, last_ms = drained
+    return {
+        "seen": count - warm_expected,
+        "complete": count >= warm_expected + expected,
+        "seconds": max(last_ms - started_ms, 1.0) / 1000.0,
+        "produce_seconds": produced_s,
+    }
+
+
 def _pipeline(settings: Settings, work: Encoded, decisions: int, workers: int, log_dir: Path) -> dict[str, Any]:
     tag = f"p{workers}-{uuid.uuid4().hex[:6]}"
     run = _fresh_topics(settings, tag)
     procs = _start_workers(run, workers, f"bench-{tag}", log_dir)
     try:
         warmup = _workload(4, 20.0, 1, seed=99, interval_s=settings.batch_interval_s)
-        warm_decisions = _in_process(run, warmup)["risk_updates"]
-        producer = make_producer(run.bootstrap)
-        produce_values(producer, run.topic_raw, ((k, v) for k, v, _, _ in warmup))
-        producer.flush(30)
-        if _drain(run, run.topic_risk, warm_decisions, procs, 180) is None:
-            return {"error": "a worker died during warm-up", "log": procs[0].log_tail(20)}
-        started_ms = time.time() * 1000.0
-        produce_values(producer, run.topic_raw, ((k, v) for k, v, _, _ in work))
-        producer.flush(60)
-        produced_s = time.time() - started_ms / 1000.0
-        drained = _drain(run, run.topic_risk, warm_decisions + decisions, procs, 900)
-        if drained is None:
-            return {"error": "a worker died", "log": "\n".join(p.log_tail(20) for p in procs)}
-        count, last_ms = drained
-        elapsed = max(last_ms - started_ms, 1.0) / 1000.0
+        load = (warmup, _in_process(run, warmup)["risk_updates"])
+        timed = _timed_load(run, procs, run.topic_risk, load, (work, decisions), 900)
+        if "error" in timed:
+            return timed
+        elapsed = timed["seconds"]
         events = _events(work)
         return {
             "workers": workers,
             "events": events,
             "risk_updates_expected": decisions,
-            "risk_updates_seen": count - warm_decisions,
-            "complete": count >= warm_decisions + decisions,
+            "risk_updates_seen": timed["seen"],
+            "complete": timed["complete"],
             "seconds": round(elapsed, 3),
-            "produce_seconds": round(produced_s, 3),
+            "produce_seconds": round(timed["produce_seconds"], 3),
             "events_per_s": round(events / elapsed),
             "windows_per_s": round(decisions / elapsed),
         }
@@ -238,30 +263,14 @@ def _streams_stage(settings: Settings, agents: int, duration_s: float, interval_
     windows = _window_count(settings, work)
     tag = f"s{int(interval_s * 1000)}-{uuid.uuid4().hex[:6]}"
     run = _fresh_topics(settings, tag)
-    procs = [
-        start_touchstone(
-            f"bench-{tag}",
-            ["worker", "--app-id", f"bench-{tag}", "--stages", "streams", "--log-level", "warning"],
-            run,
-            log_dir,
-        )
-    ]
+    procs = _start_workers(run, 1, f"bench-{tag}", log_dir, stages="streams")
     try:
         warmup = _workload(4, 20.0, 1, seed=99, interval_s=interval_s)
-        warm_windows = _window_count(settings, warmup)
-        producer = make_producer(run.bootstrap)
-        produce_values(producer, run.topic_raw, ((k, v) for k, v, _, _ in warmup))
-        producer.flush(30)
-        if _drain(run, run.topic_features, warm_windows, procs, 180) is None:
-            return {"error": "the worker died during warm-up", "log": procs[0].log_tail(20)}
-        started_ms = time.time() * 1000.0
-        produce_values(producer, run.topic_raw, ((k, v) for k, v, _, _ in work))
-        producer.flush(60)
-        drained = _drain(run, run.topic_features, warm_windows + windows, procs, 600)
-        if drained is None:
-            return {"error": "the worker died", "log": procs[0].log_tail(20)}
-        count, last_ms = drained
-        elapsed = max(last_ms - started_ms, 1.0) / 1000.0
+        load = (warmup, _window_count(settings, warmup))
+        timed = _timed_load(run, procs, run.topic_features, load, (work, windows), 600)
+        if "error" in timed:
+            return timed
+        elapsed = timed["seconds"]
         events = _events(work)
         return {
             "batch_interval_s": interval_s,
@@ -269,8 +278,8 @@ def _streams_stage(settings: Settings, agents: int, duration_s: float, interval_
             "messages": len(work),
             "events_per_message": round(events / len(work), 1),
             "windows_expected": windows,
-            "windows_seen": count - warm_windows,
-            "complete": count >= warm_windows + windows,
+            "windows_seen": timed["seen"],
+            "complete": timed["complete"],
             "seconds": round(elapsed, 3),
             "events_per_s": round(events / elapsed),
             "messages_per_s": round(len(work) / elapsed),

@@ -115,22 +115,20 @@ def numeric_columns(cols: dict[str, Any], stream: str, names: tuple[str, ...]) -
         isinstance(values, list) and len(values) == length and not (values and values[0].__class__ is bool)
         for values in columns
     )
-    if plain and length:
+    if plain:
         try:
-            block = np.array(columns)
+            block = np.array(columns)  # empty columns give a (k, 0) float64 block
         except (TypeError, ValueError, OverflowError):
             block = None
         if block is not None and block.ndim == 2 and block.dtype.kind in "iuf":
             block = block.astype(np.float64, copy=False)
             if np.isfinite(block).all():
                 return block
-    if plain and not length:
-        return np.zeros((len(names), 0), dtype=np.float64)
     rows = [numeric_column(cols, stream, names[0], None)]
     rows.extend(numeric_column(cols, stream, name, rows[0].size) for name in names[1:])
     # Only reached when the block path refused something the one-column checks accept (e.g. a
     # column mixing booleans with numbers): the result is the same, just slower.
-    return np.vstack(rows) if rows[0].size else np.zeros((len(names), 0), dtype=np.float64)
+    return np.vstack(rows)
 
 
 def string_column(cols: dict[str, Any], stream: str, name: str, length: int) -> tuple[str, ...]:
